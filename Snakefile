@@ -1,0 +1,23 @@
+# Distil a hosted assistant (the teacher) into a small local student for the trading workbench.
+# Wiring only: the logic lives in the `distill` package, one rules/<stage>.smk per stage of the DAG.
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+validate(config, "schemas/config.schema.yaml")
+
+
+include: "rules/common.smk"
+include: "rules/data.smk"
+include: "rules/teacher.smk"
+include: "rules/dataset.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        "results/diagnostics",

@@ -1,0 +1,17 @@
+"""Rule apply_corrections: grounded + corrections file → corrected + per-row corrections log."""
+import sys
+
+from distill.corrections import CorrectionError, apply_corrections, load_corrections
+from distill.io import read_parquet, setup_logging, write_parquet
+
+log = setup_logging(snakemake.log[0])
+try:
+    entries = load_corrections(snakemake.input.corrections, snakemake.input.schema)
+    grounded = read_parquet(snakemake.input.grounded, required=("trace_id", "final_answer", "messages"))
+    corrected, table = apply_corrections(grounded, entries)
+except CorrectionError as exc:
+    log.error("%s", exc)
+    sys.exit(1)
+log.info("corrections: %d rows changed %s", corrected["corrected"].sum(), table["correction_id"].value_counts().to_dict())
+write_parquet(corrected, snakemake.output.corrected)
+write_parquet(table, snakemake.output.log_table)

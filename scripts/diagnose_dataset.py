@@ -1,0 +1,8 @@
+"""Rule diagnose_dataset: DuckDB diagnostics over the dataset artifacts → results/diagnostics/."""
+from distill.diagnostics import build_all
+from distill.io import setup_logging
+
+log = setup_logging(snakemake.log[0])
+i = snakemake.input
+build_all(i.grounded, i.rejected, i.corrected, i.corrections_log, snakemake.output[0])
+log.info("diagnostics written to %s", snakemake.output[0])

@@ -1,0 +1,11 @@
+"""Rule split_dataset: corrected → split/train + split/eval."""
+from distill.io import read_parquet, setup_logging, write_parquet
+from distill.split import split_dataset
+
+log = setup_logging(snakemake.log[0])
+cfg = snakemake.params.cfg
+df = read_parquet(snakemake.input.corrected, required=("trace_id", "category", "question"))
+train, evals = split_dataset(df, cfg["split"]["eval_fraction"], cfg["seed"])
+log.info("split: train %d, eval %d; eval per category %s", len(train), len(evals), evals["category"].value_counts().to_dict())
+write_parquet(train, snakemake.output.train)
+write_parquet(evals, snakemake.output.eval)
