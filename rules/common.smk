@@ -29,3 +29,22 @@ WORKBENCH_SRC = src(
     for f in os.listdir(os.path.join(workflow.basedir, PKG, "workbench", "docs"))
     if f.endswith(".md")
 ) + [os.path.join(PKG, "workbench", "data", "prices.parquet")]
+
+EPOCHS = list(range(1, config["student"]["train"]["epochs"] + 1))
+ALL_EPOCHS = [0] + EPOCHS  # epoch 0 = the untrained base, the baseline every epoch is compared with
+GPUS = config["student"]["gpus"]
+
+
+wildcard_constraints:
+    epoch=r"\d+",
+
+
+def student_section():
+    """The training-relevant part of `student` (gpus only changes scheduling, not the adapter)."""
+    return {"seed": config["seed"], "student": {k: v for k, v in config["student"].items() if k != "gpus"}}
+
+
+def adapter_for(wildcards):
+    """Epoch 0 has no adapter: the base model answers."""
+    n = int(wildcards.epoch)
+    return [] if n == 0 else [f"results/adapter/epoch_{n}"]

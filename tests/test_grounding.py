@@ -1,0 +1,339 @@
+"""One test per grounding rule and per exclusion, each with grounded and ungrounded cases."""
+import json
+
+import pandas as pd
+import pytest
+
+from distill.grounding import (
+    REASONS,
+    GroundingResult,
+    check_trace,
+    cited_numbers,
+    filter_traces,
+    ungrounded_numbers,
+)
+
+
+def grounded(answer: str, *outputs: str) -> bool:
+    return ungrounded_numbers(answer, list(outputs)) == []
+
+
+@pytest.mark.parametrize(
+    "answer, source, ok",
+    [
+        ("Sharpe was 1.2345.", '{"sharpe": 1.2345}', True),  # literal
+        ("Sharpe was 1.2345.", '{"sharpe": 1.2346}', False),
+        ("Sharpe was 1.23.", '{"sharpe": 1.2345}', True),  # source rounded to answer precision
+        ("Sharpe was 1.24.", '{"sharpe": 1.2345}', False),
+        ("Sharpe was 1.235.", '{"sharpe": 1.2345}', True),  # either tie direction
+        ("Sharpe was 1.2.", '{"sharpe": 1.26}', False),
+        ("Sharpe was 1.2300.", '{"sharpe": 1.23}', True),  # answer finer than source
+    ],
+)
+def test_rounding_source_to_answer_precision(answer, source, ok):
+    assert grounded(answer, source) is ok
+
+
+@pytest.mark.parametrize(
+    "answer, source, ok",
+    [
+        ("Return 12.5%.", '{"ret": 0.125}', True),
+        ("Return 12.5%.", '{"ret": 0.126}', False),
+        ("Return 12.3%.", '{"ret": 0.12345}', True),
+        ("Return 12%.", '{"ret": 0.1234}', True),
+        ("Return 13%.", '{"ret": 0.1234}', False),
+        ("Return 12.5 percent.", '{"ret": 0.125}', True),
+        ("Return 0.125.", '{"note": "return was 12.5%"}', True),  # source percent -> fraction
+        ("Return 0.14.", '{"note": "return was 12.5%"}', False),
+        ("Return 12.5%.", '{"return_pct": 12.5}', True),  # source already in percent
+        ("Return 12.5.", '{"ret": 0.125}', False),  # no % written: no scaling
+    ],
+)
+def test_percent_fraction(answer, source, ok):
+    assert grounded(answer, source) is ok
+
+
+@pytest.mark.parametrize(
+    "answer, source, ok",
+    [
+        ("Equity ended at 1,234.5.", '{"equity": 1234.5}', True),
+        ("Equity ended at 1234.5.", '{"equity": "1,234.5"}', True),
+        ("Equity ended at 1,234.5.", '{"equity": 1243.5}', False),
+        ("Equity ended at 1,234,567.", '{"equity": 1234567}', True),
+        ("Values 1 and 234.", "[1,234]", True),  # compact JSON is read both ways
+    ],
+)
+def test_thousands_separators(answer, source, ok):
+    assert grounded(answer, source) is ok
+
+
+@pytest.mark.parametrize(
+    "answer, source, ok",
+    [
+        ("PnL of $1,234.", '{"pnl": 1234}', True),
+        ("PnL of €1,234.", '{"pnl": 1234}', True),
+        ("PnL of £12.", '{"pnl": 12.0}', True),
+        ("PnL of USD 1,234.", '{"pnl": 1234}', True),
+        ("PnL of 1,234 USD.", '{"pnl": 1234}', True),
+        ("PnL of $1,235.", '{"pnl": 1234}', False),
+    ],
+)
+def test_currency_symbols(answer, source, ok):
+    assert grounded(answer, source) is ok
+
+
+@pytest.mark.parametrize(
+    "answer, source, ok",
+    [
+        ("PnL of $1.2k.", '{"pnl": 1234}', True),
+        ("PnL of $1.2K.", '{"pnl": 1234}', True),
+        ("PnL of $1.3k.", '{"pnl": 1234}', False),
+        ("Volume 3.4M.", '{"volume": 3400000}', True),
+        ("Volume 3.4 million.", '{"volume": "3,400,000"}', True),
+        ("Volume 3.4M.", '{"volume": 3500000}', False),
+        ("AUM 2.1B.", '{"aum": 2.1e9}', True),
+        ("AUM 2.1bn.", '{"aum": 2100000000}', True),
+        ("AUM 2.1B.", '{"aum_busd": 2.1}', True),  # literal: units in the field name
+        ("Volume 3.4M.", '{"note": "volume 3.4M"}', True),
+    ],
+)
+def test_magnitude_suffixes(answer, source, ok):
+    assert grounded(answer, source) is ok
+
+
+@pytest.mark.parametrize(
+    "answer, source, ok",
+    [
+        ("Fees of 25 bps.", '{"fee": 0.0025}', True),
+        ("Fees of 25bp.", '{"fee": 0.0025}', True),
+        ("Fees of 25 basis points.", '{"fee": 0.0025}', True),
+        ("Fees of 25 bps.", '{"fee_bps": 25}', True),  # source already in bps
+        ("Fees of 25 bps.", '{"fee": 0.003}', False),
+        ("Fees of 25 bps.", '{"fee": 0.25}', False),
+        ("Fees of 25 bps.", '{"note": "fee 0.25%"}', True),
+    ],
+)
+def test_basis_points(answer, source, ok):
+    assert grounded(answer, source) is ok
+
+
+@pytest.mark.parametrize(
+    "answer, source, ok",
+    [
+        ("A drawdown of 3.4%.", '{"max_drawdown": -0.034}', True),
+        ("Max drawdown -3.4%.", '{"max_drawdown": -0.034}', True),
+        ("Max drawdown −3.4%.", '{"max_drawdown": -0.034}', True),  # unicode minus
+        ("Max drawdown -3.4%.", '{"max_drawdown": 0.034}', True),  # absolute values, both ways
+        ("Max drawdown +3.4%.", '{"max_drawdown": -0.034}', True),
+        ("Max drawdown -3.5%.", '{"max_drawdown": -0.034}', False),
+    ],
+)
+def test_sign_compared_by_absolute_value(answer, source, ok):
+    assert grounded(answer, source) is ok
+
+
+@pytest.mark.parametrize(
+    "answer, source, ok",
+    [
+        ("Profit factor 1.5x.", '{"profit_factor": 1.5}', True),
+        ("Profit factor 1.5x.", '{"profit_factor": 1.7}', False),
+        ("Tiny 1.5e-4.", '{"v": 0.00015}', True),
+        ("Tiny 1.5e-4.", '{"v": 0.00016}', False),
+    ],
+)
+def test_multipliers_and_scientific(answer, source, ok):
+    assert grounded(answer, source) is ok
+
+
+@pytest.mark.parametrize(
+    "answer, source, ok",
+    [
+        ("It made 12 trades.", '{"n_trades": 12}', True),
+        ("It made 12 trades.", '{"n_trades": 13}', False),
+        ("It made 12 trades.", "not json at all: 12 trades", True),  # any text
+        ("It made 12 trades.", "{broken json 13", False),
+    ],
+)
+def test_counts_are_cited(answer, source, ok):
+    assert grounded(answer, source) is ok
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        "From 2020-01-02 to 2020/01/02.",
+        "From 01/02/2020 to 02.01.2020.",
+        "From Jan 2, 2020 to 2 March 2021.",
+        "Since March 2021, opens at 09:30.",
+        "Over 2019-2021 as of 2020-01-02T00:00:00Z.",
+        "Trained on December 31st data.",
+    ],
+)
+def test_dates_are_not_cited(answer):
+    assert cited_numbers(answer) == []
+    assert grounded(answer)
+
+
+@pytest.mark.parametrize(
+    "answer, cited",
+    [
+        ("Data since 2015.", []),
+        ("In 1900 and 2100.", []),
+        ("Over 1899 days.", ["1899"]),  # outside the year range
+        ("Equity 2,050.", ["2,050"]),  # separators make it an amount
+        ("Spent $2050.", ["$2050"]),
+        ("Return 2020%.", ["2020%"]),
+    ],
+)
+def test_years_are_not_cited(answer, cited):
+    assert cited_numbers(answer) == cited
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        "Uses GARCH(1,1) and SMA(20).",
+        "Features SMA_20, epoch_3 and RSI14.",
+        "Student is Qwen2.5-7B on x86_64 hardware.",
+        "Execution at t+1 and T+2.",
+        "A 20-day window with a 30-day lookback.",
+        "An 80/20 train/eval split.",
+        "Hyphen range 10-20 is descriptive.",
+        "Served with 5m bars.",
+        "Run v2 on H100 for Q1.",
+    ],
+)
+def test_identifiers_are_not_cited(answer):
+    assert cited_numbers(answer) == []
+
+
+def test_identifier_does_not_hide_stated_value():
+    answer = "Uses SMA_20, i.e. a window of 20 days."
+    assert cited_numbers(answer) == ["20"]
+    assert not grounded(answer, '{"note": "none"}')
+    assert grounded(answer, '{"window": 20}')
+
+
+@pytest.mark.parametrize(
+    "answer, cited",
+    [
+        ("1. Return is 12.5%\n2. Sharpe is 1.2", ["12.5%", "1.2"]),
+        ("1) first\n  2) second", []),
+        ("> 3. quoted list item", []),
+        ("## 2. Results\n**3.** item", []),
+        ("Steps: (1) load, (2) fit, (12) save.", []),
+        ("12.5% at line start", ["12.5%"]),
+    ],
+)
+def test_list_markers_are_not_cited(answer, cited):
+    assert cited_numbers(answer) == cited
+
+
+@pytest.mark.parametrize(
+    "answer, cited",
+    [
+        ("The 1st and 2nd legs, the 3rd and 4th.", []),
+        ("Rank 3 of 5.", ["3", "5"]),
+    ],
+)
+def test_ordinals_are_not_cited(answer, cited):
+    assert cited_numbers(answer) == cited
+
+
+@pytest.mark.parametrize(
+    "answer, cited",
+    [
+        ("Called `backtest(window=20, fee=0.001)`.", []),
+        ("```python\nrun(lr=3e-4, epochs=3)\n```\nReturn 12.5%.", ["12.5%"]),
+        ("Set `window` to 20.", ["20"]),
+    ],
+)
+def test_code_spans_are_not_cited(answer, cited):
+    assert cited_numbers(answer) == cited
+
+
+@pytest.mark.parametrize(
+    "answer, cited",
+    [
+        ("Range 10–20% (en dash).", ["10", "20%"]),
+        ("Range 12.5%-15% is hyphen-joined.", []),
+        ("**12.5%** and (0.125), then 7.", ["12.5%", "0.125", "7"]),
+        ("Drawdown of -$1.2k or $-1.2k.", ["-$1.2k", "$-1.2k"]),
+        ("Fee 25 bps; 3.4 million; 1,234 USD", ["25 bps", "3.4 million", "1,234 USD"]),
+    ],
+)
+def test_cited_tokens_as_written(answer, cited):
+    assert cited_numbers(answer) == cited
+
+
+def test_ungrounded_in_order_and_deduplicated():
+    answer = "Sharpe 9.9, return 7%, Sharpe 9.9 again, drawdown 3.4%, 12 trades."
+    outputs = ['{"max_drawdown": -0.034, "n_trades": 12}']
+    assert ungrounded_numbers(answer, outputs) == ["9.9", "7%"]
+
+
+def test_numbers_from_any_output_count():
+    outputs = ['{"sharpe": 1.2}', '{"error": "ignored"}', "plain text 0.125"]
+    assert grounded("Sharpe 1.2 and 12.5%.", *outputs)
+
+
+def test_dates_in_sources_do_not_support_numbers():
+    assert not grounded("It made 2 trades.", '{"start": "2020-01-02"}')
+
+
+@pytest.mark.parametrize(
+    "answer, outputs, expected",
+    [
+        (None, ['{"sharpe": 1.2}'], GroundingResult(False, "no_final_answer", [])),
+        ("  \n", ['{"sharpe": 1.2}'], GroundingResult(False, "no_final_answer", [])),
+        # ungrounded is still reported on tool_error, for diagnostics
+        ("Sharpe 1.2.", ['{"error": "unknown model"}'], GroundingResult(False, "tool_error", ["1.2"])),
+        ("Done.", ['{"error": "x"}', '{"error": "y"}'], GroundingResult(False, "tool_error", [])),
+        ("Sharpe 1.2.", ['{"error": "x"}', '{"sharpe": 1.2}'], GroundingResult(True, None, [])),
+        ("Sharpe 1.2.", ['["error"]'], GroundingResult(False, "ungrounded_number", ["1.2"])),
+        ("Sharpe 1.3.", ['{"sharpe": 1.2}'], GroundingResult(False, "ungrounded_number", ["1.3"])),
+        ("No numbers here.", [], GroundingResult(True, None, [])),
+        ("Sharpe 1.2.", [], GroundingResult(False, "ungrounded_number", ["1.2"])),
+    ],
+)
+def test_check_trace(answer, outputs, expected):
+    result = check_trace(answer, outputs)
+    assert result == expected
+    assert result.reason is None or result.reason in REASONS
+
+
+def test_filter_traces_splits_and_preserves_order():
+    df = pd.DataFrame(
+        {
+            "trace_id": ["a", "b", "c", "d", "e"],
+            "final_answer": ["Sharpe 1.2.", "Sharpe 1.3.", None, "Sharpe 1.2.", "Done."],
+            "tool_outputs": [
+                json.dumps(['{"sharpe": 1.2}']),
+                json.dumps(['{"sharpe": 1.2}']),
+                json.dumps([]),
+                json.dumps(['{"error": "boom"}']),
+                None,
+            ],
+        }
+    )
+    kept, rejected = filter_traces(df)
+    assert kept["trace_id"].tolist() == ["a", "e"]
+    assert kept["ungrounded"].tolist() == ["[]", "[]"]
+    assert "reason" not in kept.columns
+    assert rejected["trace_id"].tolist() == ["b", "c", "d"]
+    assert rejected["reason"].tolist() == ["ungrounded_number", "no_final_answer", "tool_error"]
+    assert json.loads(rejected["ungrounded"].iloc[0]) == ["1.3"]
+    assert list(df.columns) == ["trace_id", "final_answer", "tool_outputs"]  # input untouched
+
+
+def test_filter_traces_empty_frame():
+    df = pd.DataFrame({"final_answer": pd.Series(dtype=object), "tool_outputs": pd.Series(dtype=object)})
+    kept, rejected = filter_traces(df)
+    assert len(kept) == len(rejected) == 0
+    assert "ungrounded" in kept.columns and "reason" in rejected.columns
+
+
+def test_filter_traces_rejects_unparsed_tool_outputs():
+    df = pd.DataFrame({"final_answer": ["Sharpe 1.2."], "tool_outputs": [['{"sharpe": 1.2}']]})
+    with pytest.raises(TypeError, match="JSON list string"):
+        filter_traces(df)
