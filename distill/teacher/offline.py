@@ -135,7 +135,7 @@ class OfflineTeacher:
                     f"with no train/test split.")
         hits = result.get("results", result) if isinstance(result, dict) else result
         if hits:
-            core += f" See the {hits[0]['title']} notes."
+            core += f" Source: {hits[0]['doc']}."
         return core
 
     @staticmethod

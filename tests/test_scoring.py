@@ -1,0 +1,244 @@
+"""One test per rule and leniency of distill.scoring (DESIGN.md "Scoring")."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from distill.scoring import (
+    ERRORS,
+    check_call,
+    query_overlap,
+    score_predictions,
+    sequence_match,
+    strict_call_match,
+    tool_call_match,
+)
+
+# The workbench's tool schemas as CONTRACTS.md describes them; passed explicitly so these tests pin
+# the scorer's rules independently of tools.py.
+TOOLS = [
+    {"name": "list_models", "input_schema": {"type": "object", "properties": {}, "required": []}},
+    {"name": "get_model_info", "input_schema": {
+        "type": "object", "properties": {"model_id": {"type": "string"}}, "required": ["model_id"]}},
+    {"name": "run_backtest", "input_schema": {
+        "type": "object",
+        "properties": {"model_id": {"type": "string"}, "ticker": {"type": "string"},
+                       "start": {"type": "string"}, "end": {"type": "string"},
+                       "fee_bps": {"type": "number", "default": 1.0},
+                       "slippage_bps": {"type": "number", "default": 2.0}},
+        "required": ["model_id", "ticker", "start", "end"]}},
+    {"name": "search_docs", "input_schema": {
+        "type": "object", "properties": {"query": {"type": "string"}}, "required": ["query"]}},
+]
+BT = {"model_id": "sma_crossover", "ticker": "ACME", "start": "2019-01-02", "end": "2023-12-29",
+      "fee_bps": 25.0}
+
+
+def call(name: str, **arguments) -> dict:
+    return {"name": name, "arguments": arguments}
+
+
+def check(pred: dict, gold: dict, **kw):
+    return check_call(pred, gold, tools=TOOLS, **kw)
+
+
+def match(pred: dict, gold: dict, **kw) -> bool:
+    return tool_call_match(pred, gold, tools=TOOLS, **kw)
+
+
+def test_identical_call_matches():
+    assert match(call("run_backtest", **BT), call("run_backtest", **BT))
+
+
+def test_arguments_as_json_string_are_parsed():
+    assert match({"name": "run_backtest", "arguments": json.dumps(BT)}, call("run_backtest", **BT))
+    assert strict_call_match({"name": "run_backtest", "arguments": json.dumps(BT)},
+                             call("run_backtest", **BT))
+
+
+def test_unparseable_arguments_are_malformed():
+    result = check({"name": "run_backtest", "arguments": "{model_id: sma"}, call("run_backtest", **BT))
+    assert (result.valid, result.error) == (False, "malformed")
+    assert not strict_call_match({"name": "run_backtest", "arguments": "{"}, call("run_backtest", **BT))
+
+
+def test_absent_arguments_mean_empty():
+    assert match({"name": "list_models"}, call("list_models"))
+
+
+def test_name_mismatch():
+    assert check(call("get_model_info", model_id="sma_crossover"),
+                 call("run_backtest", **BT)).error == "wrong_name"
+
+
+def test_missing_argument():
+    pred = {k: v for k, v in BT.items() if k != "ticker"}
+    assert check(call("run_backtest", **pred), call("run_backtest", **BT)).error == "missing_argument"
+
+
+def test_unexpected_argument():
+    result = check(call("get_model_info", model_id="sma_crossover", ticker="ACME"),
+                   call("get_model_info", model_id="sma_crossover"))
+    assert result.error == "unexpected_argument"
+
+
+def test_non_default_optional_omitted_fails():
+    pred = {k: v for k, v in BT.items() if k != "fee_bps"}  # gold asks for 25 bps, default is 1
+    assert check(call("run_backtest", **pred), call("run_backtest", **BT)).error == "missing_argument"
+
+
+def test_optional_omitted_equal_to_default_passes_both_ways():
+    base = {k: v for k, v in BT.items() if k != "fee_bps"}
+    with_default = {**base, "slippage_bps": 2}
+    assert match(call("run_backtest", **base), call("run_backtest", **with_default))
+    assert match(call("run_backtest", **with_default), call("run_backtest", **base))
+    assert not strict_call_match(call("run_backtest", **base), call("run_backtest", **with_default))
+
+
+def test_unexpected_non_default_optional_fails():
+    base = {k: v for k, v in BT.items() if k != "fee_bps"}
+    result = check(call("run_backtest", **{**base, "slippage_bps": 5}), call("run_backtest", **base))
+    assert result.error == "unexpected_argument"
+
+
+def test_ticker_and_model_id_case_and_whitespace():
+    assert match(call("run_backtest", **{**BT, "ticker": " acme ", "model_id": "SMA_Crossover"}),
+                 call("run_backtest", **BT))
+    result = check(call("run_backtest", **{**BT, "ticker": "BOLT"}), call("run_backtest", **BT))
+    assert result.error == "wrong_value"
+
+
+@pytest.mark.parametrize("written", ["2019-01-02", "20190102", "2019/01/02", "2019-01-02T00:00:00",
+                                     " 2019-01-02 "])
+def test_date_normalisation(written):
+    assert match(call("run_backtest", **{**BT, "start": written}), call("run_backtest", **BT))
+
+
+@pytest.mark.parametrize("written", ["2019-01-03", "01/02/2019", "Jan 2 2019", "not a date"])
+def test_other_dates_are_wrong_values(written):
+    result = check(call("run_backtest", **{**BT, "start": written}), call("run_backtest", **BT))
+    assert result.error == "wrong_value"
+
+
+def test_numbers_compare_by_value_not_type():
+    assert match(call("run_backtest", **{**BT, "fee_bps": 25}), call("run_backtest", **BT))
+    assert not strict_call_match(call("run_backtest", **{**BT, "fee_bps": 25}), call("run_backtest", **BT))
+    assert not match(call("run_backtest", **{**BT, "fee_bps": 10}), call("run_backtest", **BT))
+
+
+def test_numeric_string_in_number_field_is_wrong_value():
+    result = check(call("run_backtest", **{**BT, "fee_bps": "25"}), call("run_backtest", **BT))
+    assert result.error == "wrong_value"
+
+
+def test_query_overlap_ignores_stop_words_and_order():
+    # content tokens {split, train, test, ridge} vs {ridge, train, test, split, validation}: 4/4
+    assert query_overlap("How is the train/test split for ridge?", "ridge train test split validation") == 1.0
+    assert query_overlap("the of and", "the of and") == 0.0  # only stop words: empty token sets
+
+
+def test_query_overlap_above_threshold_matches():
+    gold = call("search_docs", query="how are fees and slippage modelled")
+    pred = call("search_docs", query="fee slippage model in the backtest")  # {slippage}: 1/3 of gold
+    assert match(call("search_docs", query="slippage and fees modelled in backtests"), gold)  # 3/3
+    assert check(pred, gold).error == "query_mismatch"
+    assert match(pred, gold, query_overlap=0.3)
+
+
+def test_query_below_threshold_fails():
+    gold = call("search_docs", query="Black-Scholes option pricing volatility")
+    assert check(call("search_docs", query="covered call premium"), gold).error == "query_mismatch"
+    assert check(call("search_docs", query="the and of"), gold).error == "query_mismatch"
+
+
+def test_strict_and_overlap_rulers_differ_on_paraphrase():
+    pred = call("search_docs", query="ML validation split")
+    gold = call("search_docs", query="How is the ML model validated? split")  # {ml, split}: 2/3
+    assert match(pred, gold) and not strict_call_match(pred, gold)
+
+
+def test_sequence_match_length_and_positions():
+    a, b = call("list_models"), call("get_model_info", model_id="sma_crossover")
+    ruler = lambda p, g: tool_call_match(p, g, tools=TOOLS)
+    assert sequence_match([a, b], [a, b], ruler=ruler)
+    assert not sequence_match([a], [a, b], ruler=ruler)
+    assert not sequence_match([a, b, b], [a, b], ruler=ruler)
+    assert not sequence_match([b, a], [a, b], ruler=ruler)
+    assert sequence_match([], [], ruler=strict_call_match)
+
+
+def test_default_schemas_are_the_workbench_tools():
+    base = {k: v for k, v in BT.items() if k != "fee_bps"}
+    assert tool_call_match(call("run_backtest", **base), call("run_backtest", **{**base, "fee_bps": 1}))
+    assert not tool_call_match(call("run_backtest", **base), call("run_backtest", **BT))
+
+
+def test_error_taxonomy_is_fixed():
+    assert ERRORS == ("wrong_name", "missing_argument", "unexpected_argument", "wrong_value",
+                      "query_mismatch", "malformed")
+
+
+class FixedJudge:
+    """Scores 1.0 unless the answer says 'bad'; keeps score tests independent of the rubric."""
+
+    name = "fixed"
+
+    def grade(self, row):
+        from distill.judge import JudgeResult
+        return JudgeResult(0.0 if "bad" in row["pred_answer"] else 1.0, [])
+
+
+def _frame() -> pd.DataFrame:
+    info = [call("get_model_info", model_id="sma_crossover")]
+    out = [json.dumps({"total_return": 0.125, "sharpe": 1.31})]
+    rows = [  # (category, pred_calls, pred_answer): perf rows 1-2 fully right, 3 wrong call, 4 ungrounded
+        ("performance", info, "Total return was 12.5% with Sharpe 1.31."),
+        ("performance", info, "Sharpe 1.31."),
+        ("performance", [call("list_models")], "Total return was 12.5%."),
+        ("performance", info, "bad: Total return was 99%."),
+        ("methodology", [call("search_docs", query="split for ML")], "It uses no split."),
+        ("methodology", [], ""),
+    ]
+    return pd.DataFrame([{
+        "trace_id": f"t{i}", "category": cat, "model_id": "sma_crossover", "model_kind": "rule",
+        "ticker": "ACME", "question": "q", "gold_answer": "g",
+        "gold_calls": json.dumps(info if cat == "performance" else [call("search_docs", query="ML split")]),
+        "pred_calls": json.dumps(calls), "pred_answer": answer, "tool_outputs": json.dumps(out),
+        "failure": "no_answer" if not answer else None, "n_turns": 2, "raw_turns": "[]",
+    } for i, (cat, calls, answer) in enumerate(rows)])
+
+
+CFG = {"query_overlap": 0.5, "bootstrap_samples": 200, "seed": 1,
+       "ship_bar": {"tool_call": 0.9, "grounded": 0.99, "judge": 0.5}}
+
+
+def test_score_predictions_rates_ci_and_categories():
+    scores = score_predictions(_frame(), FixedJudge(), CFG, tools=TOOLS)
+    json.dumps(scores)  # JSON-able as written to results/scores/
+    overall, perf = scores["overall"], scores["per_category"]["performance"]
+    assert scores["n"] == overall["n"] == 6
+    assert overall["tool_call"]["value"] == pytest.approx(4 / 6)   # row 3 wrong name, row 6 missing call
+    assert overall["tool_call_strict"]["value"] == pytest.approx(3 / 6)  # paraphrased query fails strict
+    assert overall["grounded"]["value"] == pytest.approx(4 / 6)    # 99% ungrounded, empty answer
+    assert overall["judge"]["value"] == pytest.approx(5 / 6)
+    for metric in ("tool_call", "tool_call_strict", "grounded", "judge"):
+        lo, hi = overall[metric]["ci95"]
+        assert 0.0 <= lo <= overall[metric]["value"] <= hi <= 1.0
+    assert (perf["n"], perf["tool_call"]["value"]) == (4, 0.75)
+    assert scores["per_category"]["methodology"]["tool_call"]["value"] == 0.5
+    assert overall["call_errors"]["wrong_name"] == 1 and overall["call_errors"]["missing_call"] == 1
+    assert overall["failures"]["no_answer"] == 1
+    examples = {e["trace_id"]: e for e in scores["examples"]}
+    assert examples["t3"]["ungrounded"] == ["99%"] and examples["t2"]["call_error"] == "wrong_name"
+    assert score_predictions(_frame(), FixedJudge(), CFG, tools=TOOLS) == scores  # seeded
+
+
+def test_ship_bar_fail_and_pass():
+    bar = score_predictions(_frame(), FixedJudge(), CFG, tools=TOOLS)["ship_bar"]
+    assert not bar["passed"] and not bar["tool_call"]["passed"] and bar["judge"]["passed"]
+    good = _frame().iloc[[0, 1, 4]]
+    bar = score_predictions(good, FixedJudge(), CFG, tools=TOOLS)["ship_bar"]
+    assert bar["passed"] and bar["grounded"]["value"] == 1.0

@@ -1,0 +1,117 @@
+"""The tool layer: schemas, error results that name the bad argument, docs search, docs facts."""
+
+from __future__ import annotations
+
+import inspect
+import json
+
+import jsonschema
+import pytest
+
+from distill.workbench import docs, prices
+from distill.workbench.backtest import run_backtest
+from distill.workbench.registry import MODELS, OPTIONABLE, TICKERS
+from distill.workbench.tools import TOOL_NAMES, TOOLS, execute, is_error
+
+GOOD = {"model_id": "sma_crossover", "ticker": "ACME", "start": "2020-01-01", "end": "2022-12-31"}
+
+
+def test_tools_have_the_anthropic_shape_and_valid_schemas():
+    assert TOOL_NAMES == ("list_models", "get_model_info", "run_backtest", "search_docs")
+    for tool in TOOLS:
+        assert set(tool) == {"name", "description", "input_schema"}
+        schema = tool["input_schema"]
+        jsonschema.Draft202012Validator.check_schema(schema)
+        assert schema["type"] == "object" and schema["additionalProperties"] is False
+        assert set(schema["required"]) <= set(schema["properties"])
+
+
+def test_run_backtest_schema_defaults_match_the_engine():
+    props = TOOLS[TOOL_NAMES.index("run_backtest")]["input_schema"]["properties"]
+    engine = inspect.signature(run_backtest).parameters
+    for name in ("fee_bps", "slippage_bps"):
+        assert props[name]["default"] == engine[name].default
+
+
+@pytest.mark.parametrize(("name", "arguments", "needle"), [
+    ("no_such_tool", {}, "name"),
+    ("list_models", "[1, 2]", "arguments"),
+    ("list_models", "{not json", "arguments"),
+    ("list_models", 42, "arguments"),
+    ("list_models", {"verbose": True}, "verbose"),
+    ("get_model_info", {}, "model_id"),
+    ("get_model_info", {"model_id": "gpt_trader"}, "model_id"),
+    ("get_model_info", {"model_id": 3}, "model_id"),
+    ("run_backtest", {**GOOD, "model_id": "nope"}, "model_id"),
+    ("run_backtest", {k: v for k, v in GOOD.items() if k != "ticker"}, "ticker"),
+    ("run_backtest", {**GOOD, "ticker": "AAPL"}, "ticker"),
+    ("run_backtest", {**GOOD, "model_id": "covered_call", "ticker": "BOLT"}, "ticker"),
+    ("run_backtest", {**GOOD, "start": "2020-1-1"}, "start"),
+    ("run_backtest", {**GOOD, "start": "2021-02-30"}, "start"),
+    ("run_backtest", {**GOOD, "end": 20221231}, "end"),
+    ("run_backtest", {**GOOD, "start": "2022-06-01", "end": "2021-06-01"}, "start"),
+    ("run_backtest", {**GOOD, "start": "2010-01-01"}, "start"),
+    ("run_backtest", {**GOOD, "end": "2030-01-01"}, "end"),
+    ("run_backtest", {**GOOD, "start": "2022-11-01"}, "start/end"),
+    ("run_backtest", {**GOOD, "fee_bps": -3}, "fee_bps"),
+    ("run_backtest", {**GOOD, "slippage_bps": "2"}, "slippage_bps"),
+    ("run_backtest", {**GOOD, "capital": 1e6}, "capital"),
+    ("search_docs", {"query": ""}, "query"),
+    ("search_docs", {"query": "   "}, "query"),
+    ("search_docs", {}, "query"),
+])
+def test_bad_arguments_return_an_error_naming_the_argument(name, arguments, needle):
+    output = execute(name, arguments)
+    assert is_error(output)
+    assert needle in json.loads(output)["error"]
+
+
+def test_illegal_ticker_error_lists_the_legal_tickers():
+    output = execute("run_backtest", {**GOOD, "model_id": "covered_call", "ticker": "HALO"})
+    assert ", ".join(OPTIONABLE) in json.loads(output)["error"]
+
+
+def test_good_calls_return_json_results():
+    models = json.loads(execute("list_models", {}))
+    assert [m["model_id"] for m in models] == list(MODELS)
+    assert set(models[0]) == {"model_id", "name", "kind", "options_strategy"}
+    for model_id, spec in MODELS.items():
+        assert json.loads(execute("get_model_info", {"model_id": model_id})) == spec.info()
+    result = execute("run_backtest", json.dumps({**GOOD, "fee_bps": 4}))  # arguments as JSON text
+    assert not is_error(result)
+    assert json.loads(result) == run_backtest(**GOOD, fee_bps=4)
+
+
+def test_is_error():
+    assert is_error('{"error": "x"}') and is_error("not json")
+    assert not is_error("[]") and not is_error('{"total_return": 0.1}')
+
+
+@pytest.mark.parametrize(("query", "doc"), [
+    ("train test split", "ml_validation.md"),
+    ("Black-Scholes volatility", "options_pricing.md"),
+    ("fees slippage basis points", "fees_slippage.md"),
+    ("synthetic tickers date range", "data.md"),
+    ("max drawdown sharpe definition", "backtest.md"),
+])
+def test_search_docs_finds_the_right_document(query, doc):
+    hits = json.loads(execute("search_docs", {"query": query}))
+    assert hits[0]["doc"] == doc
+    assert len(hits) <= 3 and all(set(h) == {"doc", "title", "snippet", "score"} for h in hits)
+    assert [h["score"] for h in hits] == sorted((h["score"] for h in hits), reverse=True)
+
+
+def test_search_docs_unknown_words_find_nothing():
+    assert docs.search_docs("zyxwvut qqq") == []
+
+
+def test_docs_state_the_registry_and_engine_facts():
+    text = {p.name: p.read_text() for p in docs.DOCS_DIR.glob("*.md")}
+    assert set(text) == {"data.md", "backtest.md", "fees_slippage.md", "ml_validation.md",
+                         "options_pricing.md"}
+    assert all(150 <= len(t.split()) <= 300 for t in text.values())
+    assert all(t in text["data.md"] for t in TICKERS) and prices.START in text["data.md"]
+    assert ", ".join(OPTIONABLE[:-1]) + " and " + OPTIONABLE[-1] in text["options_pricing.md"]
+    assert "1 bp fee and 2 bps of slippage" in text["fees_slippage.md"]
+    rule_ids = [m for m, spec in MODELS.items() if spec.kind == "rule"]
+    assert all(m in text["ml_validation.md"] for m in rule_ids)

@@ -1,0 +1,112 @@
+"""The data half of the DAG through real Snakemake: config validation and incremental rebuilds."""
+import pandas as pd
+import pytest
+
+from tests.workflow_helpers import copy_workflow, edited_config, planned_jobs, snakemake
+
+pytestmark = pytest.mark.slow
+TARGET = "results/diagnostics"
+SPLIT = "results/split/eval.parquet"
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    wd = copy_workflow(tmp_path_factory.mktemp("wf") / "repo")
+    proc = snakemake(wd, TARGET, SPLIT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return wd
+
+
+def test_data_half_builds_and_shows_the_injected_faults(built):
+    traces = pd.read_parquet(built / "results/traces.parquet")
+    assert 200 <= len(traces) <= 300
+    assert (traces["backend"] == "offline-simulator").all()
+    rejected = pd.read_parquet(built / "results/grounding_rejected.parquet")
+    assert set(rejected["reason"]) == {"ungrounded_number"}
+    # every trace the simulator gave an invented number is rejected by grounding
+    invented = set(traces.loc[traces["injected_faults"].str.contains("ungrounded_number"), "trace_id"])
+    assert invented and invented <= set(rejected["trace_id"])
+    before = pd.read_parquet(built / "results/diagnostics/suspect_gold_before.parquet")
+    after = pd.read_parquet(built / "results/diagnostics/suspect_gold_after.parquet")
+    assert (before["issue"] == "split_claim_on_rule_model").sum() > 10
+    assert after.empty
+    sat = pd.read_parquet(built / "results/diagnostics/saturation.parquet").set_index("category")
+    assert 8 <= sat.loc["methodology", "n_unique_questions"] <= 14
+    train = pd.read_parquet(built / "results/split/train.parquet")
+    evals = pd.read_parquet(built / "results/split/eval.parquet")
+    assert set(train["question"]).isdisjoint(evals["question"])
+
+
+def test_up_to_date_tree_plans_nothing(built):
+    assert planned_jobs(built, TARGET, SPLIT) == {}
+
+
+def _edit(path, text="\n# edited\n"):
+    original = path.read_text()
+    path.write_text(original + text)
+    return original
+
+
+def test_corrections_edit_reruns_corrected_and_after_only(built):
+    path = built / "corrections.yaml"
+    original = _edit(path, "# a reviewer's note\n")
+    try:
+        jobs = planned_jobs(built, SPLIT)
+        assert set(jobs) == {"apply_corrections", "split_dataset"}
+        assert set(planned_jobs(built, TARGET)) == {"apply_corrections", "diagnose_dataset"}
+    finally:
+        path.write_text(original)
+
+
+def test_grounding_edit_reruns_grounding_onward_never_the_teacher(built):
+    path = built / "distill/grounding.py"
+    original = _edit(path)
+    try:
+        jobs = planned_jobs(built, SPLIT)
+        assert set(jobs) == {"ground_traces", "apply_corrections", "split_dataset"}
+    finally:
+        path.write_text(original)
+
+
+def test_grounding_config_edit_reruns_grounding_not_teacher(built, tmp_path):
+    cfg = edited_config(built, tmp_path, {"grounding": {"reject_tool_errors": False}})
+    jobs = planned_jobs(built, SPLIT, "--configfile", cfg)
+    assert set(jobs) == {"ground_traces", "apply_corrections", "split_dataset"}
+
+
+def test_unrelated_config_edit_reruns_nothing_in_the_data_half(built, tmp_path):
+    cfg = edited_config(built, tmp_path, {"scoring": {"query_overlap": 0.6}, "student": {"gpus": 1}})
+    assert planned_jobs(built, TARGET, "--configfile", cfg) == {}
+
+
+def test_bad_corrections_file_fails_without_partial_artifact(built, tmp_path):
+    path = built / "corrections.yaml"
+    original = path.read_text()
+    path.write_text(original.replace("model_kind: rule\n      template_id", "model_kind: rule\n      template_id: nope\n      category: methodology\n      x_template_id", 1))
+    try:
+        before = (built / "results/corrected.parquet").stat().st_mtime
+        proc = snakemake(built, "results/corrected.parquet")
+        assert proc.returncode != 0
+        log = (built / "results/logs/apply_corrections.log").read_text()
+        assert "corrections/0/select" in log
+        # Snakemake removes the failed job's outputs; nothing partial is left behind as up to date
+        assert not (built / "results/corrected.parquet").exists() or (built / "results/corrected.parquet").stat().st_mtime == before
+    finally:
+        path.write_text(original)
+        assert snakemake(built, TARGET, SPLIT).returncode == 0
+
+
+@pytest.mark.parametrize("override, needles", [
+    ({"split": {"eval_fraction": 1.5}}, ["eval_fraction", "1.5"]),
+    ({"teacher": {"backend": "offline", "model": "m", "faults": {"ungrounded_numbr": 0.1}}}, ["ungrounded_numbr"]),
+    ({"scenarios": {"tickers": ["ACME", "ZZZZ"]}}, ["ZZZZ", "tickers"]),
+])
+def test_bad_config_stops_before_any_job(tmp_path, override, needles):
+    wd = copy_workflow(tmp_path / "repo", override)
+    proc = snakemake(wd, TARGET)
+    assert proc.returncode != 0
+    out = proc.stdout + proc.stderr
+    assert "Error validating config file" in out
+    for needle in needles:
+        assert needle in out
+    assert not (wd / "results").exists()

@@ -1,0 +1,65 @@
+"""Run the real Snakemake workflow on a copy of the repository, and read its dry-run plans."""
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+IGNORE = shutil.ignore_patterns(".git", ".venv", "results", ".snakemake", "__pycache__", "*.egg-info",
+                                ".pytest_cache", "bench")
+
+
+def copy_workflow(dest: Path, overrides: dict | None = None) -> Path:
+    """Copy the workflow into `dest`; `overrides` are deep-merged into its config.yaml."""
+    shutil.copytree(ROOT, dest, ignore=IGNORE)
+    if overrides:
+        cfg = yaml.safe_load((dest / "config.yaml").read_text())
+        _merge(cfg, overrides)
+        (dest / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return dest
+
+
+def edited_config(workdir: Path, dest: Path, overrides: dict) -> str:
+    """Write the workflow's config.yaml with `overrides` merged in to dest/config.yaml; return its path."""
+    cfg = yaml.safe_load((workdir / "config.yaml").read_text())
+    _merge(cfg, overrides)
+    path = dest / "config.yaml"
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return str(path)
+
+
+def _merge(base: dict, extra: dict) -> None:
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            _merge(base[key], value)
+        else:
+            base[key] = value
+
+
+def snakemake(workdir: Path, *args: str, timeout: int = 1200) -> subprocess.CompletedProcess:
+    """Run snakemake in `workdir` (the copy's own Snakefile and config.yaml)."""
+    return subprocess.run([sys.executable, "-m", "snakemake", "--cores", "1", *args], cwd=workdir,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def planned_jobs(workdir: Path, target: str, *args: str) -> dict[str, int]:
+    """Rules a dry run would execute for `target`, with their job counts ({} when up to date)."""
+    proc = snakemake(workdir, "-n", target, *args)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = proc.stdout + proc.stderr
+    if "Nothing to be done" in out:
+        return {}
+    table = out.split("Job stats:", 1)[1]
+    jobs = {}
+    for line in table.splitlines()[3:]:
+        m = re.match(r"^(\w+)\s+(\d+)$", line.strip())
+        if not m:
+            break
+        jobs[m.group(1)] = int(m.group(2))
+    jobs.pop("total", None)
+    return jobs
