@@ -163,3 +163,10 @@ class RubricJudge:
                 score *= CONTRADICTION_FACTOR
                 reasons.append(contradiction)
         return JudgeResult(round(score, 4), reasons)
+
+
+def make_judge(cfg: dict) -> Judge:
+    """The judge named by the `judge` config section."""
+    if cfg["backend"] == "rubric":
+        return RubricJudge()
+    raise ValueError(f"judge.backend: unknown backend {cfg['backend']!r}")

@@ -35,3 +35,17 @@ def split_dataset(df: pd.DataFrame, eval_fraction: float, seed: int) -> tuple[pd
     train = df[~is_eval].assign(split="train").reset_index(drop=True)
     evals = df[is_eval].assign(split="eval").reset_index(drop=True)
     return train, evals
+
+
+def sample_per_category(df: pd.DataFrame, n: int, seed: int) -> pd.DataFrame:
+    """At most `n` rows (0 = all), spread evenly over categories, chosen by a seeded hash of trace_id.
+
+    Keeps the CPU default affordable (training tokens and generation are the budget) without letting
+    the largest category crowd out the others.
+    """
+    if n <= 0 or n >= len(df):
+        return df.reset_index(drop=True)
+    ordered = df.assign(_rank=[_rank(seed, t) for t in df["trace_id"]]).sort_values("_rank")
+    ordered["_pos"] = ordered.groupby("category").cumcount()
+    picked = ordered.sort_values(["_pos", "_rank"]).head(n)  # round-robin over categories
+    return picked.sort_values("_rank").drop(columns=["_rank", "_pos"]).reset_index(drop=True)

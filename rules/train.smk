@@ -28,6 +28,7 @@ rule train_student:
         metrics="results/adapter/metrics.json",
     params:
         cfg=student_section(),
+        checkpoints="results/checkpoints/train",
     log:
         "results/logs/train_student.log",
     benchmark:

@@ -35,3 +35,14 @@ def test_split_is_deterministic_and_order_independent():
     assert set(a["trace_id"]) == set(b["trace_id"])
     c = split_dataset(df, 0.2, seed=8)[1]
     assert set(a["trace_id"]) != set(c["trace_id"])
+
+
+def test_sample_per_category_balances_and_is_deterministic():
+    from distill.split import sample_per_category
+
+    df = _frame()
+    s = sample_per_category(df, 12, seed=7)
+    assert len(s) == 12
+    assert s["category"].value_counts().to_dict() == {"methodology": 4, "performance": 4, "what_if": 4}
+    assert list(s["trace_id"]) == list(sample_per_category(df.iloc[::-1], 12, seed=7)["trace_id"])
+    assert len(sample_per_category(df, 0, seed=7)) == len(df)

@@ -1,0 +1,32 @@
+"""Rule predict_epoch: the student (base + epoch adapter) runs the agent loop on held-out questions."""
+import pandas as pd
+import torch
+
+from distill.io import dumps, read_parquet, setup_logging, write_parquet
+from distill.predict import load_student, predict
+from distill.split import sample_per_category
+from distill.student import resolve_base
+from distill.workbench import tools
+
+log = setup_logging(snakemake.log[0])
+cfg = snakemake.params.cfg
+pcfg = cfg["predict"]
+torch.set_num_threads(snakemake.threads)
+evals = sample_per_category(read_parquet(snakemake.input.eval, required=("trace_id", "question", "gold_calls")),
+                            pcfg["max_examples"], cfg["seed"])
+adapter = snakemake.input.adapter[0] if snakemake.input.adapter else None
+model, tokenizer = load_student(resolve_base(snakemake.input.base), adapter, cfg["quantization"])
+records = predict(model, tokenizer, evals[["trace_id", "question"]].to_dict("records"), tools.TOOLS, tools.execute,
+                  max_turns=pcfg["max_turns"], max_new_tokens=pcfg["max_new_tokens"], batch_size=pcfg["batch_size"])
+out = pd.DataFrame({
+    **{c: evals[c] for c in ("trace_id", "category", "model_id", "model_kind", "ticker", "question", "gold_calls")},
+    "gold_answer": evals["final_answer"],
+    "pred_calls": [dumps(r["pred_calls"]) for r in records],
+    "pred_answer": [r["pred_answer"] for r in records],
+    "tool_outputs": [dumps(r["tool_outputs"]) for r in records],
+    "failure": [r["failure"] for r in records],
+    "n_turns": [r["n_turns"] for r in records],
+    "raw_turns": [dumps(r["raw_turns"]) for r in records],
+})
+log.info("epoch %s: %d questions, failures %s", snakemake.wildcards.epoch, len(out), out["failure"].value_counts().to_dict())
+write_parquet(out, snakemake.output[0])

@@ -1,0 +1,28 @@
+"""Rule train_student: split/train + split/eval → adapter/epoch_<n>/ for every epoch + metrics.json.
+
+Training checkpoints live in params.checkpoints (not a rule output, so Snakemake does not
+delete them when a job is interrupted): a rerun resumes from the last completed epoch, then the
+adapters are published to the declared outputs.
+"""
+import json
+
+import torch
+
+from distill.io import read_parquet, setup_logging
+from distill.split import sample_per_category
+from distill.student import resolve_base
+from distill.train import publish_adapters, train, train_config
+from distill.workbench import tools
+
+log = setup_logging(snakemake.log[0])
+cfg = snakemake.params.cfg
+torch.set_num_threads(snakemake.threads)
+train_df = sample_per_category(read_parquet(snakemake.input.train, required=("trace_id", "messages")),
+                               cfg["student"]["train"]["max_examples"], cfg["seed"])
+eval_df = read_parquet(snakemake.input.eval, required=("trace_id", "messages"))
+log.info("training on %d conversations %s, eval loss on %d", len(train_df),
+         train_df["category"].value_counts().to_dict(), len(eval_df))
+metrics = train(train_config(cfg), resolve_base(snakemake.input.base),
+                [json.loads(m) for m in train_df["messages"]], [json.loads(m) for m in eval_df["messages"]],
+                tools.TOOLS, out_dir=snakemake.params.checkpoints)
+publish_adapters(snakemake.params.checkpoints, snakemake.output.adapters, snakemake.output.metrics)

@@ -1,0 +1,87 @@
+"""The whole DAG through real Snakemake on a tiny config: report, HTML report, incremental rebuilds."""
+import json
+
+import pytest
+
+from tests.workflow_helpers import copy_workflow, edited_config, planned_jobs, snakemake
+
+pytestmark = pytest.mark.slow
+
+TINY = {
+    "scenarios": {"models": ["sma_crossover", "ridge_forecaster"], "tickers": ["ACME", "BOLT"]},
+    "teacher": {"faults": {"ungrounded_number": 0.2, "split_boilerplate": 1.0, "query_paraphrase": 0.5}},
+    "split": {"eval_fraction": 0.25},
+    "student": {"max_seq_len": 384, "lora": {"r": 8, "layers_to_transform": [28, 29]},
+                "train": {"epochs": 2, "batch_size": 4, "max_examples": 8}},
+    "predict": {"max_examples": 4, "batch_size": 4, "max_new_tokens": 48, "max_turns": 2},
+    "scoring": {"bootstrap_samples": 200},
+}
+REPORT = "results/report.md"
+UPSTREAM = {"build_scenarios", "run_teacher", "ground_traces"}
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    wd = copy_workflow(tmp_path_factory.mktemp("wf") / "repo", TINY)
+    proc = snakemake(wd, REPORT)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-5000:]
+    return wd
+
+
+def test_report_answers_the_question(built):
+    text = (built / REPORT).read_text()
+    assert "SIMULATOR" in text.upper()
+    for epoch in (0, 1, 2):
+        assert (built / f"results/scores/epoch_{epoch}.json").exists()
+        assert (built / f"results/predictions/epoch_{epoch}.parquet").exists()
+    for png in ("metrics_by_epoch", "eval_loss_by_epoch", "tool_call_by_category"):
+        data = (built / f"results/plots/{png}.png").read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n"
+        assert f"plots/{png}.png" in text
+    selection = json.loads((built / "results/selection.json").read_text())
+    assert selection["task_epoch"] in (1, 2) and selection["eval_loss_epoch"] in (1, 2)
+    for n in (1, 2):
+        assert (built / f"results/adapter/epoch_{n}/adapter_config.json").exists()
+    assert planned_jobs(built, REPORT) == {}
+
+
+def _edit(path):
+    original = path.read_text()
+    path.write_text(original + "\n# edited\n")
+    return original
+
+
+def test_scorer_edit_reruns_score_selection_report_only(built):
+    path = built / "distill/scoring.py"
+    original = _edit(path)
+    try:
+        jobs = planned_jobs(built, REPORT)
+        assert set(jobs) == {"score_epoch", "select_epoch", "build_report"}
+        assert jobs["score_epoch"] == 3
+    finally:
+        path.write_text(original)
+
+
+def test_scoring_config_edit_reruns_score_selection_report_only(built, tmp_path):
+    cfg = edited_config(built, tmp_path, {"scoring": {"query_overlap": 0.7}})
+    assert set(planned_jobs(built, REPORT, "--configfile", cfg)) == {"score_epoch", "select_epoch", "build_report"}
+
+
+def test_gold_correction_reruns_dataset_onward_never_teacher_or_grounding(built):
+    path = built / "corrections.yaml"
+    original = path.read_text()
+    path.write_text(original.replace("train/test split.", "train/test split; every metric covers the whole window."))
+    try:
+        jobs = planned_jobs(built, REPORT)
+        assert {"apply_corrections", "split_dataset", "train_student", "predict_epoch", "score_epoch",
+                "select_epoch", "build_report", "diagnose_dataset"} == set(jobs)
+        assert not UPSTREAM & set(jobs)
+    finally:
+        path.write_text(original)
+
+
+def test_html_report(built):
+    proc = snakemake(built, REPORT, "--report", "report.html")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    html = (built / "report.html").read_text(errors="replace")
+    assert "metrics_by_epoch.png" in html
