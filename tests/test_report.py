@@ -1,0 +1,175 @@
+"""report.md and its plots, from real score files, a real selection and real diagnostics on small fixtures."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from distill import diagnostics
+from distill.judge import JudgeResult
+from distill.report import DISAGREE_FLAG, build_report
+from distill.scoring import score_predictions
+from distill.selection import select_epoch
+from distill.workbench.registry import MODELS
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+INFO = {"name": "get_model_info", "arguments": {"model_id": "sma_crossover"}}
+QUERY = "train test split rule models"
+GOLD = {"p": [INFO], "m": [{"name": "search_docs", "arguments": {"query": QUERY}}]}
+WRONG_QUERY = {"name": "search_docs", "arguments": {"query": "fees slippage"}}
+PARAPHRASE = {"name": "search_docs", "arguments": {"query": "rule models train/test split?"}}
+# Which traces call the right tool per epoch: epoch 2 is best (7/8, m1 only under the overlap ruler),
+# epoch 3 regresses (5/8) but gets m3 right, which epoch 2 misses.
+RIGHT = {0: set(), 1: {"p0", "p1", "m0"}, 2: {"p0", "p1", "p2", "p3", "m0", "m1", "m2"},
+         3: {"p0", "p1", "p2", "m0", "m3"}}
+CFG = {"scoring": {"query_overlap": 0.5, "bootstrap_samples": 200, "seed": 1,
+                   "ship_bar": {"tool_call": 0.9, "grounded": 0.99, "judge": 0.7}},
+       "teacher": {"backend": "offline", "model": "offline-simulator-v1"},
+       "student": {"base": "embedded", "quantization": "none", "lora": {"r": 16}, "train": {"epochs": 3}}}
+
+
+class FixedJudge:
+    """1.0 unless the answer is empty or says 'bad', so the tests pin the report, not the rubric."""
+
+    name = "fixed"
+
+    def grade(self, row: dict) -> JudgeResult:
+        answer = row["pred_answer"]
+        return JudgeResult(0.0 if not answer or "bad" in answer else 1.0, [])
+
+
+def pred_calls(trace_id: str, epoch: int) -> list[dict]:
+    if epoch == 0:
+        return []
+    if trace_id in RIGHT[epoch]:
+        return [PARAPHRASE] if trace_id == "m1" else GOLD[trace_id[0]]
+    return [{"name": "list_models", "arguments": {}}] if trace_id[0] == "p" else [WRONG_QUERY]
+
+
+def predictions(epoch: int) -> pd.DataFrame:
+    rows = []
+    for trace_id in ("p0", "p1", "p2", "p3", "m0", "m1", "m2", "m3"):
+        calls = pred_calls(trace_id, epoch)
+        right = trace_id in RIGHT[epoch]
+        rows.append({
+            "trace_id": trace_id, "category": "performance" if trace_id[0] == "p" else "methodology",
+            "model_id": "sma_crossover", "model_kind": "rule", "ticker": "ACME",
+            "question": f"Question {trace_id}?", "gold_calls": json.dumps(GOLD[trace_id[0]]),
+            "gold_answer": "Total return was 12.5%.", "pred_calls": json.dumps(calls),
+            "pred_answer": "Total return was 12.5%." if right else ("" if not calls else "bad: 99%."),
+            "tool_outputs": json.dumps([json.dumps({"total_return": 0.125})] if calls else []),
+            "failure": None if calls else "no_answer", "n_turns": 2, "raw_turns": "[]",
+        })
+    return pd.DataFrame(rows)
+
+
+def dataset_row(trace_id: str, category: str, answer: str) -> dict:
+    """A grounded.parquet row (CONTRACTS.md columns)."""
+    m = MODELS["sma_crossover"]
+    return {"scenario_id": trace_id, "model_id": m.id, "model_kind": m.kind, "options": m.options,
+            "ticker": m.tickers[0], "category": category, "template_id": f"{category}_0",
+            "question": f"How does {m.name} work?" if category == "methodology" else f"Q {trace_id}",
+            "gold_calls": "[]", "trace_id": trace_id, "messages": "[]", "final_answer": answer,
+            "tool_outputs": "[]", "backend": "offline-simulator", "teacher_model": "offline-simulator-v1",
+            "injected_faults": "[]", "cost_usd": 0.0, "ungrounded": "[]"}
+
+
+@pytest.fixture(scope="module")
+def artifacts(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """Score files for epochs 0..3, predictions, and a diagnostics dir built by the real build_all."""
+    tmp = tmp_path_factory.mktemp("artifacts")
+    preds = {e: predictions(e) for e in RIGHT}
+    scores = {e: score_predictions(df, FixedJudge(), CFG["scoring"]) for e, df in preds.items()}
+    split = "SMA Crossover uses an 80/20 train/test split with out-of-sample results."
+    fixed = "SMA Crossover runs a full-period backtest with no train/test split."
+    grounded = [dataset_row("a", "methodology", split), dataset_row("b", "methodology", fixed),
+                dataset_row("c", "methodology", fixed), dataset_row("d", "performance", "Return 3%.")]
+    frames = {
+        "grounded": pd.DataFrame(grounded),
+        "corrected": pd.DataFrame([dict(grounded[0], final_answer=fixed), *grounded[1:]])
+        .assign(corrected=False, correction_ids="[]"),
+        "rejected": pd.DataFrame([dataset_row("z", "what_if", "Fees cost 9%.")]).assign(reason="ungrounded_number"),
+        "log": pd.DataFrame([{"trace_id": "a", "correction_id": "drop-split", "category": "methodology",
+                              "model_id": "sma_crossover", "old_answer": split, "new_answer": fixed}]),
+    }
+    paths = {}
+    for name, df in frames.items():
+        paths[name] = tmp / f"{name}.parquet"
+        df.to_parquet(paths[name], index=False)
+    diagnostics.build_all(paths["grounded"], paths["rejected"], paths["corrected"], paths["log"],
+                          tmp / "results" / "diagnostics")
+    traces = pd.DataFrame({"trace_id": ["a", "b"], "backend": "offline-simulator",
+                           "teacher_model": "offline-simulator-v1", "cost_usd": 0.0,
+                           "injected_faults": ['["query_paraphrase"]', "[]"]})
+    return {"scores": scores, "predictions": preds, "traces": traces, "diag": tmp / "results" / "diagnostics"}
+
+
+def metrics(losses: list[float]) -> dict:
+    """metrics.json as train.train writes it: epoch 0 has eval loss only."""
+    rows = [{"epoch": 0, "eval_loss": losses[0]}]
+    rows += [{"epoch": e, "eval_loss": v, "train_loss": v + 0.1, "tokens_per_second": 100.0}
+             for e, v in enumerate(losses[1:], start=1)]
+    return {"config": {}, "epochs": rows}
+
+
+def render(artifacts: dict, out: Path, losses: list[float], traces: pd.DataFrame | None = None,
+           cfg: dict | None = None) -> str:
+    shutil.copytree(artifacts["diag"], out / "results" / "diagnostics")  # beside report.md, as in results/
+    train_metrics = metrics(losses)
+    selection = select_epoch(artifacts["scores"], {r["epoch"]: r["eval_loss"] for r in train_metrics["epochs"]},
+                             ["tool_call", "judge"])
+    plots = {k: out / "results" / "plots" / f"{k}.png"
+             for k in ("metrics_by_epoch", "eval_loss_by_epoch", "tool_call_by_category")}
+    return build_report(artifacts["scores"], selection, train_metrics, out / "results" / "diagnostics",
+                        artifacts["predictions"], artifacts["traces"] if traces is None else traces,
+                        cfg or CFG, plots, out / "results" / "report.md")
+
+
+def test_disagreement_flagged_with_flips_and_plots(artifacts: dict, tmp_path: Path) -> None:
+    text = render(artifacts, tmp_path, [2.5, 1.2, 0.9, 0.7])  # eval loss picks 3, tool-call picks 2
+    assert (tmp_path / "results" / "report.md").read_text() == text
+    assert DISAGREE_FLAG in text and "Lowest eval loss is epoch 3" in text
+    assert "**Chosen checkpoint: epoch 2**" in text and "**Ship bar: FAIL** (tool_call 0.88 < 0.90;" in text
+    assert ("**Regression: yes**: epoch 2 is at or above the untrained base on every metric; training past "
+            "it regressed tool_call (0.88 → 0.62 at epoch 3)") in text
+    assert "the offline SIMULATOR, not Claude" in text
+    lines = text.splitlines()
+    for epoch in range(4):
+        assert any(line.startswith(f"| {epoch} | ") for line in lines), f"no row for epoch {epoch}"
+    assert any(line.startswith("| 2 | 0.88 [") and line.endswith("| task pick |") for line in lines)
+    assert any(line.startswith("| 3 | ") and line.endswith("| eval-loss pick |") for line in lines)
+    # flips between the picks, with questions, both ways
+    assert "3 trace(s) right only at epoch 2, 1 right only at epoch 3" in text
+    for trace_id in ("p3", "m1", "m2", "m3"):
+        assert any(line.startswith(f"| {trace_id} | ") and f"Question {trace_id}?" in line for line in lines)
+    assert "Epoch 0 → epoch 2: 7 trace(s) gained a correct tool call, 0 lost one." in text
+    # ruler sensitivity: m1's paraphrased search_docs query passes overlap, fails exact match
+    assert "accepts 1 trace(s) that exact match rejects; 1 of them call `search_docs`" in text
+    assert "| methodology | 4 | 0.50 | 0.75 | 0.25 |" in text
+    assert "| agent-loop failure | no_answer | 8 | 0 | 0 | 0 |" in text
+    # dataset diagnostics
+    assert "| split_claim_on_rule_model | 1 | 0 |" in text
+    assert "| drop-split |" in text and "0 added, 0 removed, 1 changed answers." in text
+    for name in ("metrics_by_epoch", "eval_loss_by_epoch", "tool_call_by_category"):
+        assert f"](plots/{name}.png)" in text
+        assert (tmp_path / "results" / "plots" / f"{name}.png").read_bytes()[:8] == PNG_SIGNATURE
+    assert "](diagnostics/summary.md)" in text
+
+
+def test_agreement_not_flagged(artifacts: dict, tmp_path: Path) -> None:
+    text = render(artifacts, tmp_path, [2.5, 1.2, 0.7, 0.9])  # both pick epoch 2
+    assert DISAGREE_FLAG not in text and "Eval loss agrees: it also picks epoch 2" in text
+    assert "Both picks are epoch 2, so nothing flips between them." in text
+    assert any(line.endswith("| task pick, eval-loss pick |") for line in text.splitlines())
+
+
+def test_claude_teacher_not_called_simulator(artifacts: dict, tmp_path: Path) -> None:
+    traces = artifacts["traces"].assign(backend="anthropic", teacher_model="claude-x", cost_usd=0.5,
+                                        injected_faults="[]")
+    cfg = {**CFG, "teacher": {"backend": "anthropic", "model": "claude-x"}}
+    text = render(artifacts, tmp_path, [2.5, 1.2, 0.9, 0.7], traces, cfg)
+    assert "SIMULATOR" not in text and "**Teacher: Claude** (backend `anthropic`, model `claude-x`" in text
