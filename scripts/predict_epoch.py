@@ -1,17 +1,16 @@
 """Rule predict_epoch: the student (base + epoch adapter) runs the agent loop on held-out questions."""
 import pandas as pd
-import torch
 
 from distill.io import dumps, read_parquet, setup_logging, write_parquet
 from distill.predict import load_student, predict
 from distill.split import sample_per_category
-from distill.student import resolve_base
+from distill.student import resolve_base, use_available_cores
 from distill.workbench import tools
 
 log = setup_logging(snakemake.log[0])
+log.info("torch threads: %d", use_available_cores())
 cfg = snakemake.params.cfg
 pcfg = cfg["predict"]
-torch.set_num_threads(snakemake.threads)
 evals = sample_per_category(read_parquet(snakemake.input.eval, required=("trace_id", "question", "gold_calls")),
                             pcfg["max_examples"], cfg["seed"])
 adapter = snakemake.input.adapter[0] if snakemake.input.adapter else None

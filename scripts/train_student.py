@@ -6,20 +6,19 @@ adapters are published to the declared outputs.
 """
 import json
 
-import torch
-
 from distill.io import read_parquet, setup_logging
 from distill.split import sample_per_category
-from distill.student import resolve_base
+from distill.student import resolve_base, use_available_cores
 from distill.train import publish_adapters, train, train_config
 from distill.workbench import tools
 
 log = setup_logging(snakemake.log[0])
+log.info("torch threads: %d", use_available_cores())
 cfg = snakemake.params.cfg
-torch.set_num_threads(snakemake.threads)
 train_df = sample_per_category(read_parquet(snakemake.input.train, required=("trace_id", "messages")),
                                cfg["student"]["train"]["max_examples"], cfg["seed"])
-eval_df = read_parquet(snakemake.input.eval, required=("trace_id", "messages"))
+eval_df = sample_per_category(read_parquet(snakemake.input.eval, required=("trace_id", "messages")),
+                              cfg["student"]["train"]["max_eval_examples"], cfg["seed"])
 log.info("training on %d conversations %s, eval loss on %d", len(train_df),
          train_df["category"].value_counts().to_dict(), len(eval_df))
 metrics = train(train_config(cfg), resolve_base(snakemake.input.base),

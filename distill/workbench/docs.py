@@ -62,7 +62,14 @@ def _index() -> tuple[bm25s.BM25, list[dict]]:
     return retriever, chunks
 
 
-def search_docs(query: str, k: int = 3) -> list[dict]:
+SNIPPET_CHARS = 220  # tool results are context the student must read (and train on): keep them short
+
+
+def _shorten(text: str) -> str:
+    return text if len(text) <= SNIPPET_CHARS else text[:SNIPPET_CHARS].rsplit(" ", 1)[0] + " ..."
+
+
+def search_docs(query: str, k: int = 2) -> list[dict]:
     """The k best-matching snippets, best first: {doc, title, snippet, score}; only positive scores."""
     if not isinstance(query, str) or not query.strip():
         raise ValueError("query: must be a non-empty string")
@@ -74,4 +81,5 @@ def search_docs(query: str, k: int = 3) -> list[dict]:
     if not words:
         return []
     ids, scores = retriever.retrieve([words], k=min(k, len(chunks)), show_progress=False)
-    return [{**chunks[i], "score": round(float(s), 3)} for i, s in zip(ids[0], scores[0]) if s > 0]
+    return [{**chunks[i], "snippet": _shorten(chunks[i]["snippet"]), "score": round(float(s), 3)}
+            for i, s in zip(ids[0], scores[0]) if s > 0]

@@ -1,0 +1,143 @@
+"""The student's agent loop, batched across questions: generate, parse, run the real tools, repeat.
+
+Every turn, the still-active conversations are rendered with the shared chat renderer and generated
+greedily in left-padded batches; a turn with tool calls executes them and continues, a turn without
+calls is the final answer. Failures end a conversation with a reason from FAILURES instead of raising,
+so the scorer and the report can count them by kind.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from peft import PeftModel
+from transformers import GenerationConfig
+
+from distill.chat import IM_END, PARSE_ERRORS, generation_prompt, parse_assistant
+from distill.student import load_base
+
+log = logging.getLogger(__name__)
+
+FAILURES = (*PARSE_ERRORS, "turn_limit", "no_answer")
+
+
+def load_student(base_dir: Path, adapter_dir: Path | None, quantization: str = "none") -> tuple[Any, Any]:
+    """The base model with an epoch's adapter applied (adapter_dir None = epoch 0, the untrained base).
+
+    Float models get the adapter merged into their weights, which generates faster than an unmerged
+    LoRA and gives the same outputs; NF4 weights cannot absorb it without requantising, so it stays apart.
+    """
+    dtype = "bfloat16" if torch.cuda.is_available() else "float32"
+    model, tokenizer = load_base(str(base_dir), quantization, dtype)
+    if adapter_dir is not None:
+        model = PeftModel.from_pretrained(model, str(adapter_dir))
+        if quantization == "none":
+            model = model.merge_and_unload()
+    model.eval()
+    return model, tokenizer
+
+
+@torch.no_grad()
+def generate(model: Any, tokenizer: Any, prompts: list[str], max_new_tokens: int, batch_size: int) -> list[str]:
+    """Greedy completions of `prompts`, each stopped at `<|im_end|>`, in batches of similar length."""
+    config = GenerationConfig(
+        do_sample=False,
+        max_new_tokens=max_new_tokens,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.convert_tokens_to_ids(IM_END),
+    )
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))  # less padding per batch
+    texts: dict[int, str] = {}
+    new_tokens, start = 0, time.perf_counter()
+    for b in range(0, len(order), batch_size):
+        indices = order[b : b + batch_size]
+        enc = tokenizer(
+            [prompts[i] for i in indices], add_special_tokens=False, padding=True, padding_side="left", return_tensors="pt"
+        ).to(model.device)
+        out = model.generate(**enc, generation_config=config)
+        new = out[:, enc["input_ids"].shape[1] :]  # [batch, generated]
+        new_tokens += int((new != tokenizer.pad_token_id).sum())
+        texts.update(zip(indices, tokenizer.batch_decode(new, skip_special_tokens=True)))
+    seconds = time.perf_counter() - start
+    log.info("generated %d new tokens for %d prompts in %.1fs (%.1f tok/s)", new_tokens, len(prompts), seconds, new_tokens / seconds)
+    return [texts[i] for i in range(len(prompts))]
+
+
+@dataclass
+class _Run:
+    """One question's conversation and what the loop recorded for it."""
+
+    messages: list[dict]
+    pred_calls: list[dict] = field(default_factory=list)
+    tool_outputs: list[str] = field(default_factory=list)
+    raw_turns: list[str] = field(default_factory=list)
+    pred_answer: str = ""
+    failure: str | None = None
+
+    def step(self, text: str, tools: list[dict], execute: Callable[[str, dict], str]) -> bool:
+        """Apply one generated turn; True while the conversation still waits for another turn."""
+        self.raw_turns.append(text)
+        parsed = parse_assistant(text, tools)
+        if parsed.error:
+            self.failure = parsed.error
+            return False
+        if not parsed.calls:
+            self.pred_answer = parsed.content
+            if not parsed.content:
+                self.failure = "no_answer"
+            return False
+        self.messages.append({"role": "assistant", "content": parsed.content, "tool_calls": parsed.calls})
+        for call in parsed.calls:
+            output = execute(call["name"], call["arguments"])
+            self.pred_calls.append(call)
+            self.tool_outputs.append(output)
+            self.messages.append({"role": "tool", "name": call["name"], "content": output})
+        return True
+
+
+def predict(
+    model: Any,
+    tokenizer: Any,
+    questions: list[dict],
+    tools: list[dict],
+    execute: Callable[[str, dict], str],
+    max_turns: int,
+    max_new_tokens: int,
+    batch_size: int,
+) -> list[dict]:
+    """Run the agent loop for every question; one record per question, in input order.
+
+    Each record is the question dict plus pred_calls (calls executed, in order), pred_answer,
+    tool_outputs, failure (None or one of FAILURES), n_turns and raw_turns, as Python objects
+    (the predictions parquet stores the lists as JSON text). A conversation still calling tools
+    after `max_turns` generations fails with turn_limit.
+    """
+    runs = [_Run(messages=[{"role": "user", "content": q["question"]}]) for q in questions]
+    active = list(range(len(runs)))
+    for turn in range(1, max_turns + 1):
+        if not active:
+            break
+        prompts = [generation_prompt(runs[i].messages, tools) for i in active]
+        texts = generate(model, tokenizer, prompts, max_new_tokens, batch_size)
+        active = [i for i, text in zip(active, texts) if runs[i].step(text, tools, execute)]
+        log.info("turn %d: %d conversations still calling tools", turn, len(active))
+    for i in active:
+        runs[i].failure = "turn_limit"
+    return [
+        {
+            **question,
+            "pred_calls": run.pred_calls,
+            "pred_answer": run.pred_answer,
+            "tool_outputs": run.tool_outputs,
+            "failure": run.failure,
+            "n_turns": len(run.raw_turns),
+            "raw_turns": run.raw_turns,
+        }
+        for question, run in zip(questions, runs)
+    ]

@@ -1,0 +1,318 @@
+"""LoRA / QLoRA fine-tuning of the student, as a torchtune-style recipe: setup, train, save.
+
+A plain PyTorch loop over a PEFT model rather than `Trainer`: the pipeline needs an adapter per epoch
+written atomically, eval loss before training (epoch 0) and after every epoch, loss only on assistant
+tokens normalised by token count across gradient accumulation, and an exact resume at an epoch
+boundary. Each `out_dir/epoch_<n>/` holds everything to continue from it:
+
+    adapter_config.json, adapter_model.safetensors   PeftModel.from_pretrained(base, epoch_dir)
+    eval.json                                         {epoch, eval_loss, train_loss, tokens, seconds, tokens_per_second}
+    train_config.json                                 the effective training config
+    trainer_state.pt                                  optimizer, scheduler, RNG, history, run fingerprint
+
+`out_dir/metrics.json` = {"config": cfg, "epochs": [epoch 0 eval loss, then one flat dict per epoch]}.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training, set_peft_model_state_dict
+from safetensors.torch import load_file
+from transformers import get_linear_schedule_with_warmup
+
+from distill.chat import IGNORE, encode
+from distill.io import atomic_path
+from distill.student import QUANTIZATIONS, atomic_dir, load_base
+
+log = logging.getLogger(__name__)
+
+CONFIG_KEYS = {
+    "seed", "max_seq_len", "quantization", "lora", "epochs", "learning_rate",
+    "batch_size", "grad_accum", "warmup_ratio", "weight_decay",
+}  # fmt: skip
+LORA_KEYS = {"r", "alpha", "dropout", "target_modules", "layers_to_transform"}
+MAX_GRAD_NORM = 1.0  # clip: small batches at LoRA learning rates (1e-4..1e-3) spike otherwise
+STATE_FILE = "trainer_state.pt"
+SCALED_LOGITS = ("final_logit_softcapping", "logit_scale")  # heads that are more than lm_head(hidden)
+
+
+def check_config(cfg: dict) -> None:
+    """Fail at start, naming the key, on a config that cannot work."""
+    for keys, section, name in ((CONFIG_KEYS, cfg, "train"), (LORA_KEYS, cfg.get("lora") or {}, "train.lora")):
+        if missing := sorted(keys - set(section)):
+            raise ValueError(f"{name}: missing keys {missing}")
+        if unknown := sorted(set(section) - keys):
+            raise ValueError(f"{name}: unknown keys {unknown}")
+    if cfg["quantization"] not in QUANTIZATIONS:
+        raise ValueError(f"train.quantization must be one of {QUANTIZATIONS}, got {cfg['quantization']!r}")
+    for key in ("epochs", "batch_size", "grad_accum", "max_seq_len"):
+        if not (isinstance(cfg[key], int) and cfg[key] >= 1):
+            raise ValueError(f"train.{key} must be a positive integer, got {cfg[key]!r}")
+    targets = cfg["lora"]["target_modules"]
+    if targets != "all-linear" and not (isinstance(targets, list) and targets):
+        raise ValueError(f"train.lora.target_modules must be 'all-linear' or a non-empty list, got {targets!r}")
+
+
+def linear_module_names(model: torch.nn.Module) -> list[str]:
+    """Leaf names of the linear layers (q_proj, ..., down_proj), without the output head.
+
+    peft's `layers_to_transform` only works with an explicit list, so "all-linear" is expanded here.
+    bitsandbytes' Linear4bit subclasses nn.Linear, so NF4 models expand the same way.
+    """
+    head = model.get_output_embeddings()
+    return sorted(
+        {name.rsplit(".", 1)[-1] for name, m in model.named_modules() if isinstance(m, torch.nn.Linear) and m is not head}
+    )
+
+
+# ---- setup -------------------------------------------------------------------------------------
+
+
+def _setup_model(cfg: dict, base_dir: Path) -> tuple[Any, Any]:
+    """Base model (float or NF4) with fresh LoRA adapters; seeded so adapter init is reproducible."""
+    torch.manual_seed(cfg["seed"])
+    dtype = "bfloat16" if torch.cuda.is_available() else "float32"
+    model, tokenizer = load_base(str(base_dir), cfg["quantization"], dtype)
+    if any(getattr(model.config, key, None) for key in SCALED_LOGITS):
+        raise ValueError(f"{base_dir}: models with {SCALED_LOGITS} are not supported by the assistant-only loss")
+    if cfg["quantization"] == "nf4":
+        # Freezes the 4-bit weights and upcasts norms to fp32. Gradient checkpointing stays off: it
+        # trades compute for memory, and compute is what a CPU run is short of.
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+    lora = cfg["lora"]
+    targets = linear_module_names(model) if lora["target_modules"] == "all-linear" else lora["target_modules"]
+    peft_config = LoraConfig(
+        r=lora["r"],
+        lora_alpha=lora["alpha"],
+        lora_dropout=lora["dropout"],
+        target_modules=targets,
+        layers_to_transform=lora["layers_to_transform"],
+        bias="none",
+        task_type="CAUSAL_LM",
+    )
+    return get_peft_model(model, peft_config), tokenizer
+
+
+def _setup_data(rows: list[list[dict]], tools: list[dict], tokenizer: Any, max_len: int, name: str) -> list[dict]:
+    """Encoded examples; rows whose assistant turns were all truncated away carry no loss and are dropped."""
+    examples = [encode(messages, tools, tokenizer, max_len) for messages in rows]
+    kept = [e for e in examples if any(label != IGNORE for label in e["labels"][1:])]
+    if len(kept) < len(examples):
+        log.warning("%s: dropped %d rows with no assistant token within max_seq_len", name, len(examples) - len(kept))
+    if not kept:
+        raise ValueError(f"{name}: no example has an assistant token within max_seq_len={max_len}")
+    return kept
+
+
+def _setup_optimizer(cfg: dict, model: Any, steps: int) -> tuple[torch.optim.Optimizer, Any]:
+    """AdamW on the adapter weights with linear warmup then linear decay over all optimizer steps."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=cfg["learning_rate"], weight_decay=cfg["weight_decay"])
+    scheduler = get_linear_schedule_with_warmup(optimizer, round(cfg["warmup_ratio"] * steps), steps)
+    return optimizer, scheduler
+
+
+def _fingerprint(cfg: dict, train_rows: list, eval_rows: list, tools: list) -> str:
+    """Hash of everything that defines a run, so a resume never mixes two different runs."""
+    blob = json.dumps([cfg, train_rows, eval_rows, tools], sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+# ---- loop --------------------------------------------------------------------------------------
+
+
+def _collate(examples: list[dict], pad_id: int, device: torch.device) -> dict[str, torch.Tensor]:
+    """Right-pad a micro-batch: ids with pad_id, labels with IGNORE, attention mask with 0."""
+    width = max(len(e["input_ids"]) for e in examples)
+    fill = {"input_ids": pad_id, "labels": IGNORE, "attention_mask": 0}
+    return {
+        key: torch.tensor([e[key] + [value] * (width - len(e[key])) for e in examples], device=device)
+        for key, value in fill.items()
+    }  # each [batch, width]
+
+
+def _loss_sum(model: Any, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
+    """Summed next-token cross entropy over assistant tokens, and how many there were.
+
+    The output head runs only where a label is kept: the [batch, seq, vocab] logits of the prompt
+    tokens are never built, which saves about a quarter of a CPU training step. This assumes
+    logits = lm_head(hidden), true for the Llama/Qwen/Mistral families (checked in _setup_model).
+    """
+    base = model.get_base_model()
+    hidden = base.get_decoder()(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+    labels = batch["labels"][:, 1:]  # token t is predicted from position t-1
+    keep = labels != IGNORE  # [B, T-1]
+    logits = base.get_output_embeddings()(hidden.last_hidden_state[:, :-1][keep])  # [kept, V]
+    return F.cross_entropy(logits.float(), labels[keep], reduction="sum"), int(keep.sum())
+
+
+def _micro_batches(n: int, batch_size: int, generator: torch.Generator | None) -> list[list[int]]:
+    order = torch.randperm(n, generator=generator).tolist() if generator is not None else list(range(n))
+    return [order[i : i + batch_size] for i in range(0, n, batch_size)]
+
+
+@torch.no_grad()
+def evaluate(model: Any, examples: list[dict], batch_size: int, pad_id: int) -> float:
+    """Mean token loss over the assistant tokens of `examples` (dropout off)."""
+    model.eval()
+    total, tokens = 0.0, 0
+    for indices in _micro_batches(len(examples), batch_size, None):
+        loss, n = _loss_sum(model, _collate([examples[i] for i in indices], pad_id, model.device))
+        total, tokens = total + loss.item(), tokens + n
+    return total / tokens
+
+
+def _train_epoch(cfg: dict, epoch: int, model: Any, examples: list[dict], optimizer: Any, scheduler: Any, pad_id: int) -> dict:
+    """One pass in a seeded order; the loss of each optimizer step is normalised by its assistant tokens."""
+    model.train()
+    start = time.perf_counter()
+    order = torch.Generator().manual_seed(cfg["seed"] + epoch)  # data position = epoch, for resume
+    batches = _micro_batches(len(examples), cfg["batch_size"], order)
+    params = [p for p in model.parameters() if p.requires_grad]
+    loss_total, loss_tokens, tokens = 0.0, 0, 0
+    for step_start in range(0, len(batches), cfg["grad_accum"]):
+        group = [_collate([examples[i] for i in b], pad_id, model.device) for b in batches[step_start : step_start + cfg["grad_accum"]]]
+        group_tokens = sum(int((g["labels"][:, 1:] != IGNORE).sum()) for g in group)
+        for batch in group:
+            loss, _ = _loss_sum(model, batch)
+            (loss / group_tokens).backward()
+            loss_total += loss.item()
+            tokens += int(batch["attention_mask"].sum())
+        loss_tokens += group_tokens
+        torch.nn.utils.clip_grad_norm_(params, MAX_GRAD_NORM)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+    seconds = time.perf_counter() - start
+    return {
+        "epoch": epoch,
+        "train_loss": loss_total / loss_tokens,
+        "tokens": tokens,  # non-padding tokens through the model, prompt included
+        "seconds": round(seconds, 3),
+        "tokens_per_second": round(tokens / seconds, 1),
+        "lr": scheduler.get_last_lr()[0],
+    }
+
+
+# ---- save / resume -----------------------------------------------------------------------------
+
+
+def _rng_state() -> dict:
+    state = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _save_epoch(out_dir: Path, cfg: dict, model: Any, optimizer: Any, scheduler: Any, history: list[dict], fingerprint: str) -> None:
+    epoch = history[-1]["epoch"]
+    with atomic_dir(out_dir / f"epoch_{epoch}") as tmp:
+        model.save_pretrained(tmp)
+        (tmp / "eval.json").write_text(json.dumps(history[-1], indent=2))
+        (tmp / "train_config.json").write_text(json.dumps(cfg, indent=2))
+        state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": _rng_state()}
+        torch.save({**state, "history": history, "fingerprint": fingerprint}, tmp / STATE_FILE)
+
+
+def completed_epochs(out_dir: Path) -> list[int]:
+    """Epochs whose directory was written completely (atomic writes: present means complete)."""
+    found = (p.name.removeprefix("epoch_") for p in Path(out_dir).glob("epoch_*") if (p / STATE_FILE).is_file())
+    return sorted(int(n) for n in found if n.isdigit())
+
+
+def _resume(out_dir: Path, model: Any, optimizer: Any, scheduler: Any, fingerprint: str) -> list[dict] | None:
+    """Restore adapter, optimizer, scheduler and RNG from the last completed epoch; None if there is none."""
+    done = completed_epochs(out_dir)
+    if not done:
+        return None
+    epoch_dir = out_dir / f"epoch_{done[-1]}"
+    state = torch.load(epoch_dir / STATE_FILE, weights_only=True)
+    if state["fingerprint"] != fingerprint:
+        raise ValueError(f"{out_dir} holds epochs of a different run (config, data or tools changed); clear it first")
+    set_peft_model_state_dict(model, load_file(epoch_dir / "adapter_model.safetensors", device=str(model.device)))
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    torch.set_rng_state(state["rng"]["torch"])
+    if "cuda" in state["rng"]:
+        torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+    log.info("resuming after epoch %d from %s", done[-1], epoch_dir)
+    return state["history"]
+
+
+def _write_json(path: Path, data: Any) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2))
+    os.replace(tmp, path)
+
+
+def train(
+    cfg: dict,
+    base_dir: Path,
+    train_rows: list[list[dict]],
+    eval_rows: list[list[dict]],
+    tools: list[dict],
+    out_dir: Path,
+) -> dict:
+    """Fine-tune LoRA adapters on `train_rows`, saving and evaluating every epoch; returns metrics.json."""
+    check_config(cfg)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    fingerprint = _fingerprint(cfg, train_rows, eval_rows, tools)
+
+    # setup, in order: seed + model + adapters, data, optimizer + schedule, then state from a resume
+    model, tokenizer = _setup_model(cfg, Path(base_dir))
+    pad_id = tokenizer.pad_token_id
+    train_data = _setup_data(train_rows, tools, tokenizer, cfg["max_seq_len"], "train")
+    eval_data = _setup_data(eval_rows, tools, tokenizer, cfg["max_seq_len"], "eval")
+    steps_per_epoch = math.ceil(math.ceil(len(train_data) / cfg["batch_size"]) / cfg["grad_accum"])
+    optimizer, scheduler = _setup_optimizer(cfg, model, steps_per_epoch * cfg["epochs"])
+    history = _resume(out_dir, model, optimizer, scheduler, fingerprint)
+    if history is None:
+        history = [{"epoch": 0, "eval_loss": evaluate(model, eval_data, cfg["batch_size"], pad_id)}]
+        log.info(json.dumps(history[0]))
+
+    # train: one pass, one eval and one atomic save per epoch
+    for epoch in range(history[-1]["epoch"] + 1, cfg["epochs"] + 1):
+        stats = _train_epoch(cfg, epoch, model, train_data, optimizer, scheduler, pad_id)
+        stats["eval_loss"] = evaluate(model, eval_data, cfg["batch_size"], pad_id)
+        history.append(stats)
+        log.info(json.dumps(stats))
+        _save_epoch(out_dir, cfg, model, optimizer, scheduler, history, fingerprint)
+
+    metrics = {"config": cfg, "epochs": history}
+    _write_json(out_dir / "metrics.json", metrics)
+    return metrics
+
+
+def train_config(params: dict) -> dict:
+    """The flat training config `train` takes, from the rule's params {"seed", "student": {...}}."""
+    st = params["student"]
+    return {"seed": params["seed"], "max_seq_len": st["max_seq_len"], "quantization": st["quantization"],
+            "lora": st["lora"], **{k: v for k, v in st["train"].items() if k not in ("max_examples", "max_eval_examples")}}
+
+
+def publish_adapters(run_dir: str | Path, epoch_dirs: list[str], metrics_path: str | Path) -> None:
+    """Copy each epoch's adapter and eval.json (not the optimizer state) to the rule's declared outputs.
+
+    Checkpoints stay in run_dir, which is not a rule output, so an interrupted job resumes from them.
+    """
+    run_dir = Path(run_dir)
+    for target in map(Path, epoch_dirs):
+        source = run_dir / target.name
+        with atomic_dir(target) as tmp:
+            for f in source.iterdir():
+                if f.name != STATE_FILE:
+                    shutil.copy2(f, tmp / f.name)
+    with atomic_path(metrics_path, ".json") as tmp:
+        shutil.copyfile(run_dir / "metrics.json", tmp)

@@ -1,0 +1,20 @@
+"""Shared fixtures. The embedded student is converted once per test session (~25 s on 2 cores)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach the hub
+
+
+@pytest.fixture(scope="session")
+def base_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The embedded SmolLM2 GGUF converted to a plain float checkpoint in a session temp dir."""
+    from distill.student import convert_gguf, embedded_gguf_path
+
+    out = tmp_path_factory.mktemp("student") / "base"
+    convert_gguf(embedded_gguf_path(), out)
+    return out
