@@ -28,6 +28,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from distill.workbench.registry import MODELS
+
 IM_START, IM_END = "<|im_start|>", "<|im_end|>"
 ASSISTANT_HEADER = f"{IM_START}assistant\n"
 SYSTEM_INSTRUCTION = (
@@ -79,7 +81,9 @@ def tool_signature(tool: dict) -> str:
 def system_prompt(tools: list[dict]) -> str:
     """The student's compact system prompt: the instruction plus one signature line per tool."""
     signatures = "\n".join(tool_signature(t) for t in tools)
-    return f"{SYSTEM_INSTRUCTION}\n<tools>\n{signatures}\n</tools>"
+    # The questions name models by name, the tools take ids: the catalogue line is what links them.
+    models = "; ".join(f"{m.id} = {m.name}" for m in MODELS.values())
+    return f"{SYSTEM_INSTRUCTION}\nModels: {models}\n<tools>\n{signatures}\n</tools>"
 
 
 def render_call(call: dict) -> str:

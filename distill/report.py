@@ -213,8 +213,8 @@ def ruler_section(scores: dict[int, dict], chosen: int, predictions: dict[int, p
     } for c in groups])
     lenient_only = {t for t, e in _examples(pick).items() if e["tool_call"] and not e["tool_call_strict"]}
     preds = predictions.get(chosen, pd.DataFrame(columns=["trace_id", "gold_calls"]))
-    search = int(preds[preds["trace_id"].isin(lenient_only)]["gold_calls"]
-                 .map(lambda c: _calls_tool(c, "search_docs")).sum())
+    search = sum(bool(_calls_tool(c, "search_docs"))
+                 for c in preds.loc[preds["trace_id"].isin(lenient_only), "gold_calls"])
     threshold = cfg.get("scoring", {}).get("query_overlap", pick.get("config", {}).get("query_overlap"))
     if not lenient_only:
         return f"At epoch {chosen} both rulers agree on every trace.\n\n" + markdown_table(table)
