@@ -32,14 +32,16 @@ from distill.workbench.registry import MODELS
 
 IM_START, IM_END = "<|im_start|>", "<|im_end|>"
 ASSISTANT_HEADER = f"{IM_START}assistant\n"
+# Prose, not a literal `{"name": ..., "arguments": {...}}` template: a small student copies such a
+# template verbatim (seen after one epoch on SmolLM2), and `{...}` is not JSON.
 SYSTEM_INSTRUCTION = (
     "You are a trading-models workbench assistant. Use the tools; cite only numbers they return. "
-    'Call a tool as <tool_call>{"name": ..., "arguments": {...}}</tool_call>.'
+    "To call a tool, write a JSON object with keys name and arguments inside <tool_call></tool_call>."
 )
 IGNORE = -100  # label of tokens that carry no loss
 PARSE_ERRORS = ("bad_json", "unknown_tool", "bad_arguments")
 # A block may lack its closing tag when the turn ended right after the JSON (see parse_assistant).
-_TOOL_CALL = re.compile(r"<tool_call>(.*?)(?:</tool_call>|$)", re.S)
+_TOOL_CALL = re.compile(r"<tool_call>(.*?)(?:</tool_call>|$)", re.DOTALL)
 
 Message = dict[str, Any]
 

@@ -57,15 +57,18 @@ def generate(model: Any, tokenizer: Any, prompts: list[str], max_new_tokens: int
     new_tokens, start = 0, time.perf_counter()
     for b in range(0, len(order), batch_size):
         indices = order[b : b + batch_size]
-        enc = tokenizer(
-            [prompts[i] for i in indices], add_special_tokens=False, padding=True, padding_side="left", return_tensors="pt"
-        ).to(model.device)
+        batch = [prompts[i] for i in indices]
+        enc = tokenizer(batch, add_special_tokens=False, padding=True, padding_side="left", return_tensors="pt")
+        enc = enc.to(model.device)
         out = model.generate(**enc, generation_config=config)
         new = out[:, enc["input_ids"].shape[1] :]  # [batch, generated]
         new_tokens += int((new != tokenizer.pad_token_id).sum())
         texts.update(zip(indices, tokenizer.batch_decode(new, skip_special_tokens=True)))
     seconds = time.perf_counter() - start
-    log.info("generated %d new tokens for %d prompts in %.1fs (%.1f tok/s)", new_tokens, len(prompts), seconds, new_tokens / seconds)
+    log.info(
+        "generated %d new tokens for %d prompts in %.1fs (%.1f tok/s, batch %d)",
+        new_tokens, len(prompts), seconds, new_tokens / seconds, batch_size,
+    )  # fmt: skip
     return [texts[i] for i in range(len(prompts))]
 
 

@@ -19,7 +19,6 @@ import hashlib
 import json
 import logging
 import math
-import os
 import shutil
 import time
 from pathlib import Path
@@ -32,7 +31,7 @@ from safetensors.torch import load_file
 from transformers import get_linear_schedule_with_warmup
 
 from distill.chat import IGNORE, encode
-from distill.io import atomic_path
+from distill.io import atomic_path, write_json
 from distill.student import QUANTIZATIONS, atomic_dir, load_base
 
 log = logging.getLogger(__name__)
@@ -71,9 +70,8 @@ def linear_module_names(model: torch.nn.Module) -> list[str]:
     bitsandbytes' Linear4bit subclasses nn.Linear, so NF4 models expand the same way.
     """
     head = model.get_output_embeddings()
-    return sorted(
-        {name.rsplit(".", 1)[-1] for name, m in model.named_modules() if isinstance(m, torch.nn.Linear) and m is not head}
-    )
+    linear = (name for name, m in model.named_modules() if isinstance(m, torch.nn.Linear) and m is not head)
+    return sorted({name.rsplit(".", 1)[-1] for name in linear})
 
 
 # ---- setup -------------------------------------------------------------------------------------
@@ -123,9 +121,12 @@ def _setup_optimizer(cfg: dict, model: Any, steps: int) -> tuple[torch.optim.Opt
     return optimizer, scheduler
 
 
-def _fingerprint(cfg: dict, train_rows: list, eval_rows: list, tools: list) -> str:
-    """Hash of everything that defines a run, so a resume never mixes two different runs."""
-    blob = json.dumps([cfg, train_rows, eval_rows, tools], sort_keys=True, default=str)
+def _fingerprint(cfg: dict, train_data: list[dict], eval_data: list[dict]) -> str:
+    """Hash of the config and the encoded examples, so a resume never mixes two different runs.
+
+    Hashing token ids rather than raw rows also catches a change of tools, renderer or tokenizer.
+    """
+    blob = json.dumps([cfg, train_data, eval_data], sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
@@ -173,7 +174,9 @@ def evaluate(model: Any, examples: list[dict], batch_size: int, pad_id: int) -> 
     return total / tokens
 
 
-def _train_epoch(cfg: dict, epoch: int, model: Any, examples: list[dict], optimizer: Any, scheduler: Any, pad_id: int) -> dict:
+def _train_epoch(
+    cfg: dict, epoch: int, model: Any, examples: list[dict], optimizer: Any, scheduler: Any, pad_id: int
+) -> dict:
     """One pass in a seeded order; the loss of each optimizer step is normalised by its assistant tokens."""
     model.train()
     start = time.perf_counter()
@@ -182,7 +185,8 @@ def _train_epoch(cfg: dict, epoch: int, model: Any, examples: list[dict], optimi
     params = [p for p in model.parameters() if p.requires_grad]
     loss_total, loss_tokens, tokens = 0.0, 0, 0
     for step_start in range(0, len(batches), cfg["grad_accum"]):
-        group = [_collate([examples[i] for i in b], pad_id, model.device) for b in batches[step_start : step_start + cfg["grad_accum"]]]
+        step_batches = batches[step_start : step_start + cfg["grad_accum"]]
+        group = [_collate([examples[i] for i in b], pad_id, model.device) for b in step_batches]
         group_tokens = sum(int((g["labels"][:, 1:] != IGNORE).sum()) for g in group)
         for batch in group:
             loss, _ = _loss_sum(model, batch)
@@ -215,7 +219,9 @@ def _rng_state() -> dict:
     return state
 
 
-def _save_epoch(out_dir: Path, cfg: dict, model: Any, optimizer: Any, scheduler: Any, history: list[dict], fingerprint: str) -> None:
+def _save_epoch(
+    out_dir: Path, cfg: dict, model: Any, optimizer: Any, scheduler: Any, history: list[dict], fingerprint: str
+) -> None:
     epoch = history[-1]["epoch"]
     with atomic_dir(out_dir / f"epoch_{epoch}") as tmp:
         model.save_pretrained(tmp)
@@ -232,14 +238,21 @@ def completed_epochs(out_dir: Path) -> list[int]:
 
 
 def _resume(out_dir: Path, model: Any, optimizer: Any, scheduler: Any, fingerprint: str) -> list[dict] | None:
-    """Restore adapter, optimizer, scheduler and RNG from the last completed epoch; None if there is none."""
+    """Restore adapter, optimizer, scheduler and RNG from the last completed epoch; None if there is none.
+
+    Checkpoints of a different run (config, data or tools changed, e.g. after a gold correction) are
+    stale, not resumable: they are deleted and training starts over.
+    """
     done = completed_epochs(out_dir)
     if not done:
         return None
     epoch_dir = out_dir / f"epoch_{done[-1]}"
     state = torch.load(epoch_dir / STATE_FILE, weights_only=True)
     if state["fingerprint"] != fingerprint:
-        raise ValueError(f"{out_dir} holds epochs of a different run (config, data or tools changed); clear it first")
+        log.info("%s holds checkpoints of a different run (config, data or tools changed): starting over", out_dir)
+        for n in done:
+            shutil.rmtree(out_dir / f"epoch_{n}")
+        return None
     set_peft_model_state_dict(model, load_file(epoch_dir / "adapter_model.safetensors", device=str(model.device)))
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
@@ -248,12 +261,6 @@ def _resume(out_dir: Path, model: Any, optimizer: Any, scheduler: Any, fingerpri
         torch.cuda.set_rng_state_all(state["rng"]["cuda"])
     log.info("resuming after epoch %d from %s", done[-1], epoch_dir)
     return state["history"]
-
-
-def _write_json(path: Path, data: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2))
-    os.replace(tmp, path)
 
 
 def train(
@@ -268,13 +275,13 @@ def train(
     check_config(cfg)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    fingerprint = _fingerprint(cfg, train_rows, eval_rows, tools)
 
     # setup, in order: seed + model + adapters, data, optimizer + schedule, then state from a resume
     model, tokenizer = _setup_model(cfg, Path(base_dir))
     pad_id = tokenizer.pad_token_id
     train_data = _setup_data(train_rows, tools, tokenizer, cfg["max_seq_len"], "train")
     eval_data = _setup_data(eval_rows, tools, tokenizer, cfg["max_seq_len"], "eval")
+    fingerprint = _fingerprint(cfg, train_data, eval_data)
     steps_per_epoch = math.ceil(math.ceil(len(train_data) / cfg["batch_size"]) / cfg["grad_accum"])
     optimizer, scheduler = _setup_optimizer(cfg, model, steps_per_epoch * cfg["epochs"])
     history = _resume(out_dir, model, optimizer, scheduler, fingerprint)
@@ -291,7 +298,7 @@ def train(
         _save_epoch(out_dir, cfg, model, optimizer, scheduler, history, fingerprint)
 
     metrics = {"config": cfg, "epochs": history}
-    _write_json(out_dir / "metrics.json", metrics)
+    write_json(metrics, out_dir / "metrics.json")
     return metrics
 
 

@@ -53,10 +53,12 @@ TRACE = [
 ]
 # The assistant turns exactly as the model must generate them, written out by hand.
 ASSISTANT_TURNS = [
-    "Let me run both.\n"
-    '<tool_call>{"name": "run_backtest", "arguments": {"model_id": "sma_cross", "ticker": "SPY"}}</tool_call>\n'
-    '<tool_call>{"name": "run_backtest", "arguments": {"model_id": "sma_cross", "ticker": "SPY", "fee_bps": 10}}'
-    "</tool_call><|im_end|>",
+    (
+        "Let me run both.\n"
+        '<tool_call>{"name": "run_backtest", "arguments": {"model_id": "sma_cross", "ticker": "SPY"}}</tool_call>\n'
+        '<tool_call>{"name": "run_backtest", "arguments": {"model_id": "sma_cross", "ticker": "SPY", "fee_bps": 10}}'
+        "</tool_call><|im_end|>"
+    ),
     '<tool_call>{"name": "list_models", "arguments": {}}</tool_call><|im_end|>',
     "It returned 12.5%, or 10.1% at 10 bps.<|im_end|>",
 ]
@@ -142,18 +144,20 @@ def test_truncation_keeps_the_start(tokenizer) -> None:
 
 
 CALL = '<tool_call>{"name": "run_backtest", "arguments": {"model_id": "m1", "ticker": "SPY"}}</tool_call>'
+CALLED = {"name": "run_backtest", "arguments": {"model_id": "m1", "ticker": "SPY"}}
+LIST_MODELS = {"name": "list_models", "arguments": {}}
 
 
 @pytest.mark.parametrize(
     ("text", "content", "calls", "error"),
     [
         ("It returned 12%.", "It returned 12%.", [], None),
-        (CALL, "", [{"name": "run_backtest", "arguments": {"model_id": "m1", "ticker": "SPY"}}], None),
-        ("Checking.\n" + CALL + "\n" + CALL, "Checking.", 2 * [{"name": "run_backtest", "arguments": {"model_id": "m1", "ticker": "SPY"}}], None),
+        (CALL, "", [CALLED], None),
+        ("Checking.\n" + CALL + "\n" + CALL, "Checking.", [CALLED, CALLED], None),
         # leniency: arguments as a JSON string holding an object are parsed
-        ('<tool_call>{"name": "list_models", "arguments": "{}"}</tool_call>', "", [{"name": "list_models", "arguments": {}}], None),
+        ('<tool_call>{"name": "list_models", "arguments": "{}"}</tool_call>', "", [LIST_MODELS], None),
         # leniency: a final block without its closing tag, JSON complete
-        ('<tool_call>{"name": "list_models", "arguments": {}}', "", [{"name": "list_models", "arguments": {}}], None),
+        ('<tool_call>{"name": "list_models", "arguments": {}}', "", [LIST_MODELS], None),
         ('<tool_call>{"name": "list_models", "argu', "", [], "bad_json"),
         ("<tool_call>list_models()</tool_call>", "", [], "bad_json"),
         ('<tool_call>["list_models", {}]</tool_call>', "", [], "bad_json"),
@@ -163,7 +167,7 @@ CALL = '<tool_call>{"name": "run_backtest", "arguments": {"model_id": "m1", "tic
         ('<tool_call>{"name": "list_models", "arguments": "all"}</tool_call>', "", [], "bad_arguments"),
         ('<tool_call>{"name": "list_models", "arguments": ["m1"]}</tool_call>', "", [], "bad_arguments"),
         # the well-formed call survives; the first error is reported
-        (CALL + '<tool_call>{"name": "nope", "arguments": {}}</tool_call>', "", [{"name": "run_backtest", "arguments": {"model_id": "m1", "ticker": "SPY"}}], "unknown_tool"),
+        (CALL + '<tool_call>{"name": "nope", "arguments": {}}</tool_call>', "", [CALLED], "unknown_tool"),
     ],
 )
 def test_parse_assistant(text: str, content: str, calls: list[dict], error: str | None) -> None:

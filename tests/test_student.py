@@ -41,7 +41,11 @@ def conversation(i: int) -> list[dict]:
     return [
         {"role": "system", "content": "teacher prompt"},
         {"role": "user", "content": f"How did {model_id} do on {ticker}?"},
-        {"role": "assistant", "content": "", "tool_calls": [{"name": "run_backtest", "arguments": {"model_id": model_id, "ticker": ticker}}]},
+        {
+            "role": "assistant",
+            "content": "",
+            "tool_calls": [{"name": "run_backtest", "arguments": {"model_id": model_id, "ticker": ticker}}],
+        },
         {"role": "tool", "name": "run_backtest", "content": json.dumps({"total_return": total / 100})},
         {"role": "assistant", "content": f"{model_id} returned {total}% on {ticker}."},
     ]
@@ -128,11 +132,15 @@ def test_resumed_run_equals_uninterrupted(trained: tuple[Path, dict], base_model
 
 
 @pytest.mark.slow
-def test_resume_refuses_a_different_run(trained: tuple[Path, dict], base_model_dir: Path, tmp_path: Path) -> None:
-    out, _ = trained
+def test_checkpoints_of_a_different_run_are_not_resumed(trained: tuple[Path, dict], base_model_dir: Path,
+                                                        tmp_path: Path) -> None:
+    out, metrics = trained
     shutil.copytree(out, tmp_path / "other")
-    with pytest.raises(ValueError, match="different run"):
-        train({**CFG, "learning_rate": 1e-4}, base_model_dir, TRAIN_ROWS, EVAL_ROWS, TOOLS, tmp_path / "other")
+    other = train({**CFG, "epochs": 1, "learning_rate": 1e-4}, base_model_dir, TRAIN_ROWS, EVAL_ROWS, TOOLS,
+                  tmp_path / "other")
+    assert [e["epoch"] for e in other["epochs"]] == [0, 1]
+    assert not (tmp_path / "other" / "epoch_2").exists()  # the stale run's later epoch is gone
+    assert other["epochs"][1]["train_loss"] != pytest.approx(metrics["epochs"][1]["train_loss"], rel=1e-6)
 
 
 @pytest.mark.slow
@@ -202,7 +210,13 @@ def test_predict_runs_the_loop_and_records_failures(base_model_dir: Path) -> Non
     assert ok["pred_calls"] == [{"name": "run_backtest", "arguments": {"model_id": "sma_cross", "ticker": "SPY"}}]
     assert ok["tool_outputs"] == ['{"total_return": 0.12}'] and ok["raw_turns"] == [backtest, "sma_cross returned 12%."]
     assert any('<tool_response>{"total_return": 0.12}</tool_response>' in p for p in model.prompts)
-    expected = {"bad json": "bad_json", "unknown": "unknown_tool", "bad args": "bad_arguments", "loops": "turn_limit", "empty": "no_answer"}
+    expected = {
+        "bad json": "bad_json",
+        "unknown": "unknown_tool",
+        "bad args": "bad_arguments",
+        "loops": "turn_limit",
+        "empty": "no_answer",
+    }
     for question, failure in expected.items():
         assert by_question[question]["failure"] == failure and by_question[question]["pred_answer"] == ""
     assert by_question["loops"]["n_turns"] == 3 and len(by_question["loops"]["pred_calls"]) == 3
@@ -212,10 +226,13 @@ def test_predict_runs_the_loop_and_records_failures(base_model_dir: Path) -> Non
 @pytest.mark.slow
 def test_predict_with_the_real_student(trained: tuple[Path, dict], base_model_dir: Path) -> None:
     out, _ = trained
-    questions = [{"trace_id": f"t{i}", "question": row[1]["content"]} for i, row in enumerate(EVAL_ROWS + TRAIN_ROWS[:1])]
+    rows = EVAL_ROWS + TRAIN_ROWS[:1]
+    questions = [{"trace_id": f"t{i}", "question": row[1]["content"]} for i, row in enumerate(rows)]
     for adapter in (None, out / "epoch_2"):  # epoch 0 = the untrained base
         model, tokenizer = load_student(base_model_dir, adapter)
-        records = predict(model, tokenizer, questions, TOOLS, lambda name, args: "{}", max_turns=2, max_new_tokens=24, batch_size=2)
+        records = predict(
+            model, tokenizer, questions, TOOLS, lambda name, args: "{}", max_turns=2, max_new_tokens=24, batch_size=2
+        )
         assert len(records) == len(questions)
         for record in records:
             assert record["failure"] in (None, *FAILURES)

@@ -2,7 +2,7 @@
 import pandas as pd
 import pytest
 
-from tests.workflow_helpers import copy_workflow, edited_config, planned_jobs, snakemake
+from tests.workflow_helpers import append_line as _edit, copy_workflow, edited_config, planned_jobs, snakemake
 
 pytestmark = pytest.mark.slow
 TARGET = "results/diagnostics"
@@ -40,11 +40,6 @@ def test_data_half_builds_and_shows_the_injected_faults(built):
 def test_up_to_date_tree_plans_nothing(built):
     assert planned_jobs(built, TARGET, SPLIT) == {}
 
-
-def _edit(path, text="\n# edited\n"):
-    original = path.read_text()
-    path.write_text(original + text)
-    return original
 
 
 def test_corrections_edit_reruns_corrected_and_after_only(built):

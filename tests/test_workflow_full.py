@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from tests.workflow_helpers import copy_workflow, edited_config, planned_jobs, snakemake
+from tests.workflow_helpers import append_line as _edit, copy_workflow, edited_config, planned_jobs, snakemake
 
 pytestmark = pytest.mark.slow
 
@@ -44,11 +44,6 @@ def test_report_answers_the_question(built):
         assert (built / f"results/adapter/epoch_{n}/adapter_config.json").exists()
     assert planned_jobs(built, REPORT) == {}
 
-
-def _edit(path):
-    original = path.read_text()
-    path.write_text(original + "\n# edited\n")
-    return original
 
 
 def test_scorer_edit_reruns_score_selection_report_only(built):
