@@ -9,7 +9,7 @@ pytestmark = pytest.mark.slow
 
 TINY = {
     "scenarios": {"models": ["sma_crossover", "ridge_forecaster"], "tickers": ["ACME", "BOLT"]},
-    "teacher": {"faults": {"ungrounded_number": 0.2, "split_boilerplate": 1.0, "query_paraphrase": 0.5}},
+    "teacher": {"faults": {"ungrounded_number": 0.1, "split_boilerplate": 1.0, "query_paraphrase": 0.5}},
     "split": {"eval_fraction": 0.25},
     "student": {"max_seq_len": 384, "lora": {"r": 8, "layers_to_transform": [28, 29]},
                 "train": {"epochs": 2, "batch_size": 4, "max_examples": 8}},
