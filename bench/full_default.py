@@ -20,6 +20,7 @@ from pathlib import Path
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from distill.io import epoch_of  # noqa: E402
 from tests.workflow_helpers import copy_workflow, snakemake  # noqa: E402
 
 OUT = Path(__file__).with_name("full_default.json")
@@ -40,7 +41,7 @@ def main() -> int:
     rules = {p.relative_to(wd / "results/benchmarks").with_suffix("").as_posix(): float(pd.read_csv(p, sep="\t")["s"].iloc[-1])
              for p in sorted((wd / "results/benchmarks").rglob("*.tsv"))}
     selection = json.loads((wd / "results/selection.json").read_text())
-    scores = {int(p.stem.split("_")[1]): json.loads(p.read_text()) for p in (wd / "results/scores").glob("epoch_*.json")}
+    scores = {epoch_of(p): json.loads(p.read_text()) for p in (wd / "results/scores").glob("epoch_*.json")}
     figures = {
         "machine": f"{platform.machine()}, {len(__import__('os').sched_getaffinity(0))} cores, CPU only",
         "wall_seconds": round(wall, 1),

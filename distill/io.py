@@ -9,6 +9,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
+import shutil
+import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
@@ -28,6 +31,25 @@ def atomic_path(path: str | Path, suffix: str = "") -> Iterator[Path]:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+@contextmanager
+def atomic_dir(target: Path) -> Iterator[Path]:
+    """Yield a temp dir beside `target` that replaces it only if the block completes.
+
+    A killed job therefore leaves either the old directory or none, never a half-written one that a
+    later step (or a resume) would take for complete.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp", dir=target.parent))
+    try:
+        yield tmp
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(tmp, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def write_parquet(df: pd.DataFrame, path: str | Path) -> None:
@@ -68,3 +90,11 @@ def setup_logging(log_path: str | Path | None) -> logging.Logger:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s",
                         handlers=handlers, force=True)
     return logging.getLogger("distill")
+
+
+def epoch_of(path: str | Path) -> int:
+    """The epoch in an artifact name such as results/scores/epoch_<n>.json."""
+    match = re.search(r"epoch_(\d+)(?:\.\w+)?$", str(path))
+    if not match:
+        raise ValueError(f"{path}: not an epoch_<n> artifact")
+    return int(match.group(1))

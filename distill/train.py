@@ -31,8 +31,8 @@ from safetensors.torch import load_file
 from transformers import get_linear_schedule_with_warmup
 
 from distill.chat import IGNORE, encode
-from distill.io import atomic_path, write_json
-from distill.student import QUANTIZATIONS, atomic_dir, load_base
+from distill.io import atomic_dir, atomic_path, write_json
+from distill.student import QUANTIZATIONS, load_base
 
 log = logging.getLogger(__name__)
 

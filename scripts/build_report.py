@@ -1,17 +1,11 @@
 """Rule build_report: scores, predictions, selection, training metrics, diagnostics → report.md + PNG plots."""
 import json
-import re
 from pathlib import Path
 
 import pandas as pd
 
-from distill.io import setup_logging
+from distill.io import epoch_of, setup_logging
 from distill.report import build_report
-
-
-def epoch_of(path: str) -> int:
-    """The epoch in a results/{scores,predictions}/epoch_<n>.{json,parquet} name."""
-    return int(re.search(r"epoch_(\d+)\.(?:json|parquet)$", str(path)).group(1))
 
 
 log = setup_logging(snakemake.log[0])

@@ -1,13 +1,13 @@
 """Rule select_epoch: per-epoch scores + eval losses → selection.json."""
 import json
-import re
+from pathlib import Path
 
-from distill.io import setup_logging, write_json
+from distill.io import epoch_of, setup_logging, write_json
 from distill.selection import select_epoch
 
 log = setup_logging(snakemake.log[0])
-scores = {int(re.search(r"epoch_(\d+)", p).group(1)): json.load(open(p)) for p in snakemake.input.scores}
-losses = {e["epoch"]: e["eval_loss"] for e in json.load(open(snakemake.input.metrics))["epochs"]}
+scores = {epoch_of(p): json.loads(Path(p).read_text()) for p in snakemake.input.scores}
+losses = {e["epoch"]: e["eval_loss"] for e in json.loads(Path(snakemake.input.metrics).read_text())["epochs"]}
 selection = select_epoch(scores, losses, snakemake.params.cfg["selection"]["metric"])
 log.info("task metric picks epoch %s, eval loss picks epoch %s (disagree=%s)",
          selection["task_epoch"], selection["eval_loss_epoch"], selection["disagree"])

@@ -21,7 +21,7 @@ eval_df = sample_per_category(read_parquet(snakemake.input.eval, required=("trac
                               cfg["student"]["train"]["max_eval_examples"], cfg["seed"])
 log.info("training on %d conversations %s, eval loss on %d", len(train_df),
          train_df["category"].value_counts().to_dict(), len(eval_df))
-metrics = train(train_config(cfg), resolve_base(snakemake.input.base),
+train(train_config(cfg), resolve_base(snakemake.input.base),
                 [json.loads(m) for m in train_df["messages"]], [json.loads(m) for m in eval_df["messages"]],
                 tools.TOOLS, out_dir=snakemake.params.checkpoints)
 publish_adapters(snakemake.params.checkpoints, snakemake.output.adapters, snakemake.output.metrics)

@@ -2,7 +2,7 @@
 import pandas as pd
 import pytest
 
-from tests.workflow_helpers import append_line as _edit, copy_workflow, edited_config, planned_jobs, snakemake
+from tests.workflow_helpers import copy_workflow, edited_file, edited_config, planned_jobs, snakemake
 
 pytestmark = pytest.mark.slow
 TARGET = "results/diagnostics"
@@ -43,24 +43,16 @@ def test_up_to_date_tree_plans_nothing(built):
 
 
 def test_corrections_edit_reruns_corrected_and_after_only(built):
-    path = built / "corrections.yaml"
-    original = _edit(path, "# a reviewer's note\n")
-    try:
+    with edited_file(built / "corrections.yaml", lambda text: text + "# a reviewer's note\n"):
         jobs = planned_jobs(built, SPLIT)
         assert set(jobs) == {"apply_corrections", "split_dataset"}
         assert set(planned_jobs(built, TARGET)) == {"apply_corrections", "diagnose_dataset"}
-    finally:
-        path.write_text(original)
 
 
 def test_grounding_edit_reruns_grounding_onward_never_the_teacher(built):
-    path = built / "distill/grounding.py"
-    original = _edit(path)
-    try:
+    with edited_file(built / "distill/grounding.py"):
         jobs = planned_jobs(built, SPLIT)
         assert set(jobs) == {"ground_traces", "apply_corrections", "split_dataset"}
-    finally:
-        path.write_text(original)
 
 
 def test_grounding_config_edit_reruns_grounding_not_teacher(built, tmp_path):
@@ -75,10 +67,8 @@ def test_unrelated_config_edit_reruns_nothing_in_the_data_half(built, tmp_path):
 
 
 def test_bad_corrections_file_fails_without_partial_artifact(built, tmp_path):
-    path = built / "corrections.yaml"
-    original = path.read_text()
-    path.write_text(original.replace("model_kind: rule\n      template_id", "model_kind: rule\n      template_id: nope\n      category: methodology\n      x_template_id", 1))
-    try:
+    corrupt = "model_kind: rule\n      template_id: nope\n      category: methodology\n      x_template_id"
+    with edited_file(built / "corrections.yaml", lambda text: text.replace("model_kind: rule\n      template_id", corrupt, 1)):
         before = (built / "results/corrected.parquet").stat().st_mtime
         proc = snakemake(built, "results/corrected.parquet")
         assert proc.returncode != 0
@@ -86,9 +76,7 @@ def test_bad_corrections_file_fails_without_partial_artifact(built, tmp_path):
         assert "corrections/0/select" in log
         # Snakemake removes the failed job's outputs; nothing partial is left behind as up to date
         assert not (built / "results/corrected.parquet").exists() or (built / "results/corrected.parquet").stat().st_mtime == before
-    finally:
-        path.write_text(original)
-        assert snakemake(built, TARGET, SPLIT).returncode == 0
+    assert snakemake(built, TARGET, SPLIT).returncode == 0
 
 
 @pytest.mark.parametrize("override, needles", [

@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from tests.workflow_helpers import append_line as _edit, copy_workflow, edited_config, planned_jobs, snakemake
+from tests.workflow_helpers import copy_workflow, edited_file, edited_config, planned_jobs, snakemake
 
 pytestmark = pytest.mark.slow
 
@@ -47,14 +47,10 @@ def test_report_answers_the_question(built):
 
 
 def test_scorer_edit_reruns_score_selection_report_only(built):
-    path = built / "distill/scoring.py"
-    original = _edit(path)
-    try:
+    with edited_file(built / "distill/scoring.py"):
         jobs = planned_jobs(built, REPORT)
         assert set(jobs) == {"score_epoch", "select_epoch", "build_report"}
         assert jobs["score_epoch"] == 3
-    finally:
-        path.write_text(original)
 
 
 def test_scoring_config_edit_reruns_score_selection_report_only(built, tmp_path):
@@ -63,16 +59,12 @@ def test_scoring_config_edit_reruns_score_selection_report_only(built, tmp_path)
 
 
 def test_gold_correction_reruns_dataset_onward_never_teacher_or_grounding(built):
-    path = built / "corrections.yaml"
-    original = path.read_text()
-    path.write_text(original.replace("train/test split.", "train/test split; every metric covers the whole window."))
-    try:
+    fix = "train/test split; every metric covers the whole window."
+    with edited_file(built / "corrections.yaml", lambda text: text.replace("train/test split.", fix)):
         jobs = planned_jobs(built, REPORT)
         assert {"apply_corrections", "split_dataset", "train_student", "predict_epoch", "score_epoch",
                 "select_epoch", "build_report", "diagnose_dataset"} == set(jobs)
         assert not UPSTREAM & set(jobs)
-    finally:
-        path.write_text(original)
 
 
 def test_html_report(built):

@@ -5,6 +5,8 @@ import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import yaml
@@ -65,8 +67,13 @@ def planned_jobs(workdir: Path, target: str, *args: str) -> dict[str, int]:
     return jobs
 
 
-def append_line(path: Path, text: str = "\n# edited\n") -> str:
-    """Make a content edit (Snakemake ignores a bare touch when the checksum is unchanged); return the original."""
+@contextmanager
+def edited_file(path: Path, change: Callable[[str], str] = lambda text: text + "\n# edited\n") -> Iterator[None]:
+    """Apply a content edit for the duration of the block (Snakemake ignores a bare touch when the
+    checksum is unchanged), then restore the original text."""
     original = path.read_text()
-    path.write_text(original + text)
-    return original
+    path.write_text(change(original))
+    try:
+        yield
+    finally:
+        path.write_text(original)
