@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from distill.chat import arguments_object
 from distill.grounding import ungrounded_numbers
 
 if TYPE_CHECKING:  # judge.py imports this module's tokeniser
@@ -74,15 +75,8 @@ def _parse_call(call: Any) -> tuple[str, dict] | None:
     """
     if not isinstance(call, dict) or not isinstance(call.get("name"), str):
         return None
-    args = call.get("arguments")
-    if args is None:
-        args = {}
-    if isinstance(args, str):
-        try:
-            args = json.loads(args)
-        except json.JSONDecodeError:
-            return None
-    return (call["name"], args) if isinstance(args, dict) else None
+    args = arguments_object({} if call.get("arguments") is None else call["arguments"])
+    return None if args is None else (call["name"], args)
 
 
 def _tool_schemas(tools: Sequence[dict] | None) -> dict[str, dict]:

@@ -27,7 +27,7 @@ rule score_epoch:
     """Tool-call (overlap and strict rulers), grounded rate and judge score, overall and per category."""
     input:
         predictions="results/predictions/epoch_{epoch}.parquet",
-        code=COMMON_SRC + src("scoring.py", "judge.py", "grounding.py", "workbench/registry.py", "workbench/tools.py"),
+        code=COMMON_SRC + src("scoring.py", "judge.py", "grounding.py", "chat.py", "workbench/registry.py", "workbench/tools.py"),
     output:
         "results/scores/epoch_{epoch}.json",
     params:

@@ -7,7 +7,7 @@ rule build_report:
         metrics="results/adapter/metrics.json",
         diagnostics="results/diagnostics",
         traces="results/traces.parquet",
-        code=COMMON_SRC + src("report.py", "plots.py"),
+        code=COMMON_SRC + src("report.py", "plots.py", "diagnostics.py"),
     output:
         report="results/report.md",
         metrics_plot=report("results/plots/metrics_by_epoch.png", caption="../report/metrics.rst", category="Student"),
