@@ -70,14 +70,19 @@ def arguments_object(arguments: Any) -> dict | None:
 
 
 def tool_signature(tool: dict) -> str:
-    """`name(arg: type, optional?: type)` from an Anthropic-shape tool: a line the student can afford."""
+    """`name(arg: type, optional?: type): what it is for` from an Anthropic-shape tool, in one line.
+
+    The purpose is the description's first clause (up to "(" or the end of its first sentence): it is
+    what tells the student which tool a question needs, at a few tokens per tool.
+    """
     schema = tool.get("input_schema") or {}
     required = set(schema.get("required", []))
     args = ", ".join(
         f"{name}{'' if name in required else '?'}: {spec.get('type', 'any')}"
         for name, spec in (schema.get("properties") or {}).items()
     )
-    return f"{tool['name']}({args})"
+    purpose = re.split(r"\s*\(|\.(?:\s|$)", tool.get("description") or "", maxsplit=1)[0].strip()
+    return f"{tool['name']}({args})" + (f": {purpose}" if purpose else "")
 
 
 def system_prompt(tools: list[dict]) -> str:
@@ -128,6 +133,14 @@ def render(messages: list[Message], tools: list[dict]) -> str:
         else:
             raise ValueError(f"unknown message role {role!r}")
     return "".join(out)
+
+
+def first_turn(messages: list[Message]) -> list[Message]:
+    """The conversation up to and including its first assistant turn (for most traces: the tool calls)."""
+    for i, message in enumerate(messages):
+        if message["role"] == "assistant":
+            return messages[: i + 1]
+    raise ValueError("conversation has no assistant turn")
 
 
 def generation_prompt(messages: list[Message], tools: list[dict]) -> str:

@@ -27,13 +27,14 @@ log = logging.getLogger(__name__)
 FAILURES = (*PARSE_ERRORS, "turn_limit", "no_answer")
 
 
-def load_student(base_dir: Path, adapter_dir: Path | None, quantization: str = "none") -> tuple[Any, Any]:
+def load_student(
+    base_dir: Path, adapter_dir: Path | None, quantization: str = "none", dtype: str = "float32"
+) -> tuple[Any, Any]:
     """The base model with an epoch's adapter applied (adapter_dir None = epoch 0, the untrained base).
 
     Float models get the adapter merged into their weights, which generates faster than an unmerged
     LoRA and gives the same outputs; NF4 weights cannot absorb it without requantising, so it stays apart.
     """
-    dtype = "bfloat16" if torch.cuda.is_available() else "float32"
     model, tokenizer = load_base(str(base_dir), quantization, dtype)
     if adapter_dir is not None:
         model = PeftModel.from_pretrained(model, str(adapter_dir))

@@ -60,15 +60,15 @@ def build_grid(cfg: dict) -> pd.DataFrame:
     """Expand the `scenarios` config section into one row per question with its gold tool plan."""
     sc = cfg["scenarios"]
     start, end = sc["window"]["start"], sc["window"]["end"]
-    fee0, slip0 = float(sc["default_fee_bps"]), float(sc["default_slippage_bps"])
     rows: list[dict] = []
     for model_id in sc["models"]:
         model = get_model(model_id)
         for ticker in sc["tickers"]:
             if ticker not in model.tickers:
                 continue  # an illegal pair is not a question the assistant should be asked
-            base = _call("run_backtest", model_id=model_id, ticker=ticker, start=start, end=end,
-                         fee_bps=fee0, slippage_bps=slip0)
+            # Costs are left at the tool's defaults unless the question changes them, as Claude writes
+            # calls; it also keeps the calls short, and every call token is a training and generation step.
+            base = _call("run_backtest", model_id=model_id, ticker=ticker, start=start, end=end)
             for t in TEMPLATES:
                 if t.options_only and not model.options:
                     continue

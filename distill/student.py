@@ -82,8 +82,8 @@ def convert_gguf(gguf_path: Path, out_dir: Path) -> None:
         tokenizer.save_pretrained(tmp)
 
 
-def quantization_config(quantization: str) -> BitsAndBytesConfig | None:
-    """The QLoRA recipe: NF4 with double quantisation, bf16 compute on CUDA, fp32 on CPU."""
+def quantization_config(quantization: str, dtype: str = "float32") -> BitsAndBytesConfig | None:
+    """The QLoRA recipe: NF4 with double quantisation, computing in `dtype` (bfloat16 on a GPU)."""
     if quantization not in QUANTIZATIONS:
         raise ValueError(f"quantization must be one of {QUANTIZATIONS}, got {quantization!r}")
     if quantization == "none":
@@ -92,7 +92,7 @@ def quantization_config(quantization: str) -> BitsAndBytesConfig | None:
         load_in_4bit=True,
         bnb_4bit_quant_type="nf4",
         bnb_4bit_use_double_quant=True,
-        bnb_4bit_compute_dtype=torch.bfloat16 if torch.cuda.is_available() else torch.float32,
+        bnb_4bit_compute_dtype=DTYPES[dtype],
     )
 
 
@@ -105,7 +105,7 @@ def load_base(
     """
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {tuple(DTYPES)}, got {dtype!r}")
-    bnb = quantization_config(quantization)
+    bnb = quantization_config(quantization, dtype)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model = AutoModelForCausalLM.from_pretrained(
         name_or_path, dtype=DTYPES[dtype], quantization_config=bnb, device_map={"": device}

@@ -24,24 +24,27 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import torch
 import torch.nn.functional as F
 from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training, set_peft_model_state_dict
 from safetensors.torch import load_file
-from transformers import get_linear_schedule_with_warmup
+from transformers import DynamicCache, get_linear_schedule_with_warmup
 
-from distill.chat import IGNORE, encode
+from distill.chat import IGNORE, encode, first_turn
 from distill.io import atomic_dir, atomic_path, write_json
 from distill.student import QUANTIZATIONS, load_base
 
 log = logging.getLogger(__name__)
 
 CONFIG_KEYS = {
-    "seed", "max_seq_len", "quantization", "lora", "epochs", "learning_rate",
+    "seed", "max_seq_len", "quantization", "dtype", "lora", "epochs", "learning_rate",
     "batch_size", "grad_accum", "warmup_ratio", "weight_decay",
 }  # fmt: skip
 LORA_KEYS = {"r", "alpha", "dropout", "target_modules", "layers_to_transform"}
+DATA_KEYS = ("max_examples", "max_eval_examples", "first_turn_share")  # which rows, not how to train
 MAX_GRAD_NORM = 1.0  # clip: small batches at LoRA learning rates (1e-4..1e-3) spike otherwise
+LENGTH_BUCKET = 32  # tokens: examples this close in length count as equally long when batching
 STATE_FILE = "trainer_state.pt"
 SCALED_LOGITS = ("final_logit_softcapping", "logit_scale")  # heads that are more than lm_head(hidden)
 
@@ -80,8 +83,7 @@ def linear_module_names(model: torch.nn.Module) -> list[str]:
 def _setup_model(cfg: dict, base_dir: Path) -> tuple[Any, Any]:
     """Base model (float or NF4) with fresh LoRA adapters; seeded so adapter init is reproducible."""
     torch.manual_seed(cfg["seed"])
-    dtype = "bfloat16" if torch.cuda.is_available() else "float32"
-    model, tokenizer = load_base(str(base_dir), cfg["quantization"], dtype)
+    model, tokenizer = load_base(str(base_dir), cfg["quantization"], cfg["dtype"])
     if any(getattr(model.config, key, None) for key in SCALED_LOGITS):
         raise ValueError(f"{base_dir}: models with {SCALED_LOGITS} are not supported by the assistant-only loss")
     if cfg["quantization"] == "nf4":
@@ -143,24 +145,76 @@ def _collate(examples: list[dict], pad_id: int, device: torch.device) -> dict[st
     }  # each [batch, width]
 
 
-def _loss_sum(model: Any, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
-    """Summed next-token cross entropy over assistant tokens, and how many there were.
+def shared_prefix_len(examples: list[dict]) -> int:
+    """Leading tokens all `examples` share and that carry no loss: in practice the system prompt.
 
-    The output head runs only where a label is kept: the [batch, seq, vocab] logits of the prompt
-    tokens are never built, which saves about a quarter of a CPU training step. This assumes
-    logits = lm_head(hidden), true for the Llama/Qwen/Mistral families (checked in _setup_model).
+    Stops one token before the first labelled position (the hidden state there predicts that label),
+    which also leaves every example at least two tokens after the prefix.
+    """
+    limit = min(_first_label(e) for e in examples) - 1
+    first = examples[0]["input_ids"]
+    n = 0
+    while n < limit and all(e["input_ids"][n] == first[n] for e in examples):
+        n += 1
+    return n
+
+
+def _loss_tokens(example: dict) -> int:
+    return sum(label != IGNORE for label in example["labels"][1:])
+
+
+def _first_label(example: dict) -> int:
+    return next(t for t, label in enumerate(example["labels"]) if label != IGNORE)
+
+
+def _loss_sum(model: Any, examples: list[dict], pad_id: int) -> tuple[torch.Tensor, int]:
+    """Summed next-token cross entropy over the assistant tokens of a micro-batch, and their count.
+
+    Two savings, both exact (a test compares losses and gradients with the plain computation):
+    - the shared prefix (the system prompt, ~60% of a first-turn example) runs once per batch and
+      its key/value cache is repeated for every example, instead of once per example;
+    - the output head runs only where a label is kept, so the [batch, seq, vocab] logits of the
+      prompt tokens are never built. This assumes logits = lm_head(hidden), true for the
+      Llama/Qwen/Mistral families (checked in _setup_model).
     """
     base = model.get_base_model()
-    hidden = base.get_decoder()(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+    decoder = base.get_decoder()
+    n_prefix = shared_prefix_len(examples) if len(examples) > 1 else 0
+    batch = _collate([{k: v[n_prefix:] for k, v in e.items()} for e in examples], pad_id, model.device)
+    if n_prefix:
+        cache = DynamicCache(config=base.config)
+        decoder(input_ids=torch.tensor([examples[0]["input_ids"][:n_prefix]], device=model.device), cache=cache)
+        cache.batch_repeat_interleave(len(examples))
+        prefix_mask = torch.ones(len(examples), n_prefix, dtype=batch["attention_mask"].dtype, device=model.device)
+        positions = torch.arange(n_prefix, n_prefix + batch["input_ids"].shape[1], device=model.device)
+        hidden = decoder(
+            input_ids=batch["input_ids"],
+            attention_mask=torch.cat([prefix_mask, batch["attention_mask"]], dim=1),  # [B, prefix + width]
+            position_ids=positions.expand(len(examples), -1),
+            cache=cache,
+        ).last_hidden_state
+    else:
+        hidden = decoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
     labels = batch["labels"][:, 1:]  # token t is predicted from position t-1
     keep = labels != IGNORE  # [B, T-1]
-    logits = base.get_output_embeddings()(hidden.last_hidden_state[:, :-1][keep])  # [kept, V]
+    logits = base.get_output_embeddings()(hidden[:, :-1][keep])  # [kept, V]
     return F.cross_entropy(logits.float(), labels[keep], reduction="sum"), int(keep.sum())
 
 
-def _micro_batches(n: int, batch_size: int, generator: torch.Generator | None) -> list[list[int]]:
-    order = torch.randperm(n, generator=generator).tolist() if generator is not None else list(range(n))
-    return [order[i : i + batch_size] for i in range(0, n, batch_size)]
+def _micro_batches(examples: list[dict], batch_size: int, generator: torch.Generator | None) -> list[list[int]]:
+    """Batches of examples of similar length, in a seeded random order (by length without a generator).
+
+    Mixing 250-token first turns with 600-token whole traces in one batch would pad the short ones
+    to the long one: about a third of the compute wasted. Lengths are bucketed to LENGTH_BUCKET tokens
+    and shuffled within a bucket, so batch membership still changes from epoch to epoch.
+    """
+    n = len(examples)
+    noise = torch.rand(n, generator=generator).tolist() if generator is not None else [0.0] * n
+    order = sorted(range(n), key=lambda i: (len(examples[i]["input_ids"]) // LENGTH_BUCKET, noise[i], i))
+    batches = [order[i : i + batch_size] for i in range(0, n, batch_size)]
+    if generator is None:
+        return batches
+    return [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
 
 
 @torch.no_grad()
@@ -168,8 +222,8 @@ def evaluate(model: Any, examples: list[dict], batch_size: int, pad_id: int) -> 
     """Mean token loss over the assistant tokens of `examples` (dropout off)."""
     model.eval()
     total, tokens = 0.0, 0
-    for indices in _micro_batches(len(examples), batch_size, None):
-        loss, n = _loss_sum(model, _collate([examples[i] for i in indices], pad_id, model.device))
+    for indices in _micro_batches(examples, batch_size, None):
+        loss, n = _loss_sum(model, [examples[i] for i in indices], pad_id)
         total, tokens = total + loss.item(), tokens + n
     return total / tokens
 
@@ -181,18 +235,18 @@ def _train_epoch(
     model.train()
     start = time.perf_counter()
     order = torch.Generator().manual_seed(cfg["seed"] + epoch)  # data position = epoch, for resume
-    batches = _micro_batches(len(examples), cfg["batch_size"], order)
+    batches = _micro_batches(examples, cfg["batch_size"], order)
     params = [p for p in model.parameters() if p.requires_grad]
     loss_total, loss_tokens, tokens = 0.0, 0, 0
     for step_start in range(0, len(batches), cfg["grad_accum"]):
         step_batches = batches[step_start : step_start + cfg["grad_accum"]]
-        group = [_collate([examples[i] for i in b], pad_id, model.device) for b in step_batches]
-        group_tokens = sum(int((g["labels"][:, 1:] != IGNORE).sum()) for g in group)
+        group = [[examples[i] for i in b] for b in step_batches]
+        group_tokens = sum(_loss_tokens(e) for batch in group for e in batch)
         for batch in group:
-            loss, _ = _loss_sum(model, batch)
+            loss, _ = _loss_sum(model, batch, pad_id)
             (loss / group_tokens).backward()
             loss_total += loss.item()
-            tokens += int(batch["attention_mask"].sum())
+            tokens += sum(len(e["input_ids"]) for e in batch)
         loss_tokens += group_tokens
         torch.nn.utils.clip_grad_norm_(params, MAX_GRAD_NORM)
         optimizer.step()
@@ -202,7 +256,7 @@ def _train_epoch(
     return {
         "epoch": epoch,
         "train_loss": loss_total / loss_tokens,
-        "tokens": tokens,  # non-padding tokens through the model, prompt included
+        "tokens": tokens,  # example tokens, prompt included (a shared prefix counts once per example)
         "seconds": round(seconds, 3),
         "tokens_per_second": round(tokens / seconds, 1),
         "lr": scheduler.get_last_lr()[0],
@@ -302,11 +356,26 @@ def train(
     return metrics
 
 
+def training_conversations(df: pd.DataFrame, first_turn_share: float) -> list[list[dict]]:
+    """The rows' conversations, the first `first_turn_share` of each category cut after the first turn.
+
+    Why: tool-call accuracy is decided by the first assistant turn, which costs about half the tokens
+    of a whole trace (the tool outputs that follow are read, not learnt, but still paid for), so a CPU
+    budget buys twice the tool-call examples this way; the whole traces left teach the final answer.
+    Rows are taken in their given (seeded) order, so the choice is deterministic.
+    """
+    position = df.groupby("category").cumcount()
+    size = df.groupby("category")["category"].transform("size")
+    cut = position < (first_turn_share * size).round()
+    conversations = [json.loads(m) for m in df["messages"]]
+    return [first_turn(c) if is_cut else c for c, is_cut in zip(conversations, cut)]
+
+
 def train_config(params: dict) -> dict:
     """The flat training config `train` takes, from the rule's params {"seed", "student": {...}}."""
     st = params["student"]
     return {"seed": params["seed"], "max_seq_len": st["max_seq_len"], "quantization": st["quantization"],
-            "lora": st["lora"], **{k: v for k, v in st["train"].items() if k not in ("max_examples", "max_eval_examples")}}
+            "dtype": st["dtype"], "lora": st["lora"], **{k: v for k, v in st["train"].items() if k not in DATA_KEYS}}
 
 
 def publish_adapters(run_dir: str | Path, epoch_dirs: list[str], metrics_path: str | Path) -> None:

@@ -11,10 +11,12 @@ log = setup_logging(snakemake.log[0])
 log.info("torch threads: %d", use_available_cores())
 cfg = snakemake.params.cfg
 pcfg = cfg["predict"]
-evals = sample_per_category(read_parquet(snakemake.input.eval, required=("trace_id", "question", "gold_calls")),
-                            pcfg["max_examples"], cfg["seed"])
+# One row per distinct question: the grid repeats methodology questions, and greedy decoding would
+# answer every copy the same way, so copies would only weigh that question more in the scores.
+evals = read_parquet(snakemake.input.eval, required=("trace_id", "question", "gold_calls")).drop_duplicates("question")
+evals = sample_per_category(evals, pcfg["max_examples"], cfg["seed"])
 adapter = snakemake.input.adapter[0] if snakemake.input.adapter else None
-model, tokenizer = load_student(resolve_base(snakemake.input.base), adapter, cfg["quantization"])
+model, tokenizer = load_student(resolve_base(snakemake.input.base), adapter, cfg["quantization"], cfg["dtype"])
 records = predict(model, tokenizer, evals[["trace_id", "question"]].to_dict("records"), tools.TOOLS, tools.execute,
                   max_turns=pcfg["max_turns"], max_new_tokens=pcfg["max_new_tokens"], batch_size=pcfg["batch_size"])
 out = pd.DataFrame({

@@ -4,12 +4,10 @@ Training checkpoints live in params.checkpoints (not a rule output, so Snakemake
 delete them when a job is interrupted): a rerun resumes from the last completed epoch, then the
 adapters are published to the declared outputs.
 """
-import json
-
 from distill.io import read_parquet, setup_logging
 from distill.split import sample_per_category
 from distill.student import resolve_base, use_available_cores
-from distill.train import publish_adapters, train, train_config
+from distill.train import publish_adapters, train, train_config, training_conversations
 from distill.workbench import tools
 
 log = setup_logging(snakemake.log[0])
@@ -21,7 +19,8 @@ eval_df = sample_per_category(read_parquet(snakemake.input.eval, required=("trac
                               cfg["student"]["train"]["max_eval_examples"], cfg["seed"])
 log.info("training on %d conversations %s, eval loss on %d", len(train_df),
          train_df["category"].value_counts().to_dict(), len(eval_df))
-train(train_config(cfg), resolve_base(snakemake.input.base),
-                [json.loads(m) for m in train_df["messages"]], [json.loads(m) for m in eval_df["messages"]],
-                tools.TOOLS, out_dir=snakemake.params.checkpoints)
+# The eval conversations take the same shape as the training ones, so eval loss measures what is learnt.
+share = cfg["student"]["train"]["first_turn_share"]
+train(train_config(cfg), resolve_base(snakemake.input.base), training_conversations(train_df, share),
+      training_conversations(eval_df, share), tools.TOOLS, out_dir=snakemake.params.checkpoints)
 publish_adapters(snakemake.params.checkpoints, snakemake.output.adapters, snakemake.output.metrics)

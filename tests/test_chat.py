@@ -77,16 +77,19 @@ def tokenizer():
     return tok
 
 
-def test_tool_signature_marks_optional_arguments() -> None:
-    assert tool_signature(TOOLS[0]) == "list_models()"
-    assert tool_signature(TOOLS[1]) == "run_backtest(model_id: string, ticker: string, fee_bps?: number)"
+def test_tool_signature_marks_optional_arguments_and_gives_the_purpose() -> None:
+    assert tool_signature(TOOLS[0]) == "list_models(): All models"
+    assert tool_signature(TOOLS[1]) == "run_backtest(model_id: string, ticker: string, fee_bps?: number): Backtest a model"
+    long = {**TOOLS[0], "description": "Full record of one model: data source (bundled). Returns JSON."}
+    assert tool_signature(long) == "list_models(): Full record of one model: data source"
+    assert tool_signature({**TOOLS[0], "description": ""}) == "list_models()"
 
 
 def test_render_replaces_system_and_uses_hermes_tool_format() -> None:
     text = render(TRACE, TOOLS)
     assert text.startswith(f"<|im_start|>system\n{system_prompt(TOOLS)}<|im_end|>\n")
     assert "teacher" not in text
-    assert "<tools>\nlist_models()\nrun_backtest(" in text
+    assert "<tools>\nlist_models(): All models\nrun_backtest(" in text
     assert "<|im_start|>user\nHow did sma_cross do on SPY, and at 10 bps fees?<|im_end|>\n" in text
     for turn in ASSISTANT_TURNS:
         assert f"{ASSISTANT_HEADER}{turn}\n" in text

@@ -18,7 +18,8 @@ from safetensors.torch import load_file
 from distill.chat import IM_END
 from distill.predict import FAILURES, load_student, predict
 from distill.student import load_base
-from distill.train import check_config, train
+from distill.chat import encode
+from distill.train import _loss_sum, _setup_model, check_config, shared_prefix_len, train
 
 TOOLS = [
     {"name": "list_models", "description": "All models.", "input_schema": {"type": "object", "properties": {}}},
@@ -57,6 +58,7 @@ CFG = {
     "seed": 7,
     "max_seq_len": 256,
     "quantization": "none",
+    "dtype": "float32",
     "lora": {"r": 8, "alpha": 16, "dropout": 0.1, "target_modules": "all-linear", "layers_to_transform": [28, 29]},
     "epochs": 2,
     "learning_rate": 3e-3,
@@ -141,6 +143,28 @@ def test_checkpoints_of_a_different_run_are_not_resumed(trained: tuple[Path, dic
     assert [e["epoch"] for e in other["epochs"]] == [0, 1]
     assert not (tmp_path / "other" / "epoch_2").exists()  # the stale run's later epoch is gone
     assert other["epochs"][1]["train_loss"] != pytest.approx(metrics["epochs"][1]["train_loss"], rel=1e-6)
+
+
+@pytest.mark.slow
+def test_shared_prefix_loss_and_gradients_equal_one_example_at_a_time(base_model_dir: Path) -> None:
+    cfg = {**CFG, "lora": {**CFG["lora"], "dropout": 0.0, "layers_to_transform": None}}
+    model, tokenizer = _setup_model(cfg, base_model_dir)
+    examples = [encode(c, TOOLS, tokenizer, 256) for c in TRAIN_ROWS[:3]]  # different lengths, one system prompt
+    assert shared_prefix_len(examples) > 20
+
+    def run(batches: list[list[dict]]) -> tuple[float, int, list[torch.Tensor]]:
+        model.zero_grad()
+        results = [_loss_sum(model, b, tokenizer.pad_token_id) for b in batches]
+        sum(loss for loss, _ in results).backward()
+        grads = [p.grad.clone() for p in model.parameters() if p.requires_grad]
+        return sum(loss.item() for loss, _ in results), sum(n for _, n in results), grads
+
+    shared_loss, shared_n, shared_grads = run([examples])
+    single_loss, single_n, single_grads = run([[e] for e in examples])
+    assert shared_n == single_n
+    assert shared_loss == pytest.approx(single_loss, rel=1e-5)
+    for a, b in zip(shared_grads, single_grads):
+        torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-5)  # fp32 summation order
 
 
 @pytest.mark.slow
