@@ -205,7 +205,7 @@ def _micro_batches(examples: list[dict], batch_size: int, generator: torch.Gener
     """Batches of examples of similar length, in a seeded random order (by length without a generator).
 
     Mixing 250-token first turns with 600-token whole traces in one batch would pad the short ones
-    to the long one: about a third of the compute wasted. Lengths are bucketed to LENGTH_BUCKET tokens
+    to the long one, and padding costs as much compute as real tokens. Lengths are bucketed to LENGTH_BUCKET tokens
     and shuffled within a bucket, so batch membership still changes from epoch to epoch.
     """
     n = len(examples)
