@@ -40,6 +40,9 @@ SYSTEM_INSTRUCTION = (
 )
 IGNORE = -100  # label of tokens that carry no loss
 PARSE_ERRORS = ("bad_json", "unknown_tool", "bad_arguments")
+# How an agent loop can end without a final turn: a turn that does not parse, or tools called until the
+# turn limit. Whether a final turn *answers* is distill.answers' question, asked when scoring.
+LOOP_FAILURES = (*PARSE_ERRORS, "turn_limit")
 # A block may lack its closing tag when the turn ended right after the JSON (see parse_assistant).
 _TOOL_CALL = re.compile(r"<tool_call>(.*?)(?:</tool_call>|$)", re.DOTALL)
 

@@ -1,15 +1,16 @@
 """DuckDB diagnostics over the dataset parquet artifacts.
 
 Each query lives in distill/sql/<name>.sql and reads plain relation names (dataset, rejected,
-corrections_log, registry, old, new) that `run_query` registers from parquet paths or frames, so a
-query can be read, and pasted into a DuckDB shell, on its own. `build_all` writes every table the
-report uses; `python -m distill.diagnostics diff OLD NEW` compares any two dataset files.
+corrections_log, train, eval, old, new) that `run_query` registers from parquet paths or frames, so a
+query can be read, and pasted into a DuckDB shell, on its own. The suspect-gold check is the one rule
+not written in SQL: DuckDB reads the rows and distill.claims (the same code the judge uses) decides.
+`build_all` writes every table the report uses; `python -m distill.diagnostics diff OLD NEW` compares
+any two dataset files.
 """
 
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 from importlib import resources
 from pathlib import Path
@@ -19,43 +20,17 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from distill.claims import suspect_gold
 from distill.io import write_parquet, write_text
-from distill.workbench.registry import MODELS
 
 DIFF_COLUMNS: tuple[str, ...] = ("trace_id", "category", "final_answer")
 
-# Data fields a correct data-source answer names, keyed by the word in registry.data_source; values
-# are regex alternations (matched after a word boundary) so "closing prices" counts as "close".
-_FIELD_PATTERNS: dict[str, str] = {
-    "open": "open",
-    "high": "high",
-    "low": "low",
-    "close": "close|closing",
-    "volume": "volume",
-    "black-scholes": "black[- ]?scholes",
-}
-
-
-def registry_frame() -> pd.DataFrame:
-    """registry.MODELS as the `registry` relation, with the key terms suspect_gold.sql checks."""
-    rows = []
-    for m in MODELS.values():
-        source = m.data_source.lower()
-        terms = [pat for word, pat in _FIELD_PATTERNS.items() if re.search(rf"\b{re.escape(word)}\b", source)]
-        rows.append({"model_id": m.id, "kind": m.kind, "options": m.options,
-                     "data_source": m.data_source, "key_terms": terms})
-    return pd.DataFrame(rows)
-
-
 def run_query(name: str, **relations: Path | pd.DataFrame) -> pd.DataFrame:
-    """Run distill/sql/<name>.sql with each keyword registered as a relation of that name.
-
-    `registry` is always available (from registry.MODELS) unless a test passes its own.
-    """
+    """Run distill/sql/<name>.sql with each keyword registered as a relation of that name."""
     sql = (resources.files("distill.sql") / f"{name}.sql").read_text(encoding="utf-8")
     con = duckdb.connect()
     try:
-        for rel_name, source in {"registry": registry_frame(), **relations}.items():
+        for rel_name, source in relations.items():
             if isinstance(source, pd.DataFrame):
                 con.register(rel_name, source)
             else:
@@ -88,12 +63,23 @@ def diff(old: Path, new: Path) -> dict[str, pd.DataFrame]:
             "diff_by_category": run_query("diff_by_category", old=old, new=new)}
 
 
-def build_all(grounded: Path, rejected: Path, corrected: Path, corrections_log: Path,
-              out_dir: Path) -> None:
+def suspect_gold_rows(dataset: Path | pd.DataFrame) -> pd.DataFrame:
+    """Gold answers that contradict the registry, one row per (trace, issue), by distill.claims."""
+    rows = [{**r, "issue": f.issue, "detail": f.detail}
+            for r in run_query("gold_answers", dataset=dataset).to_dict("records")
+            for f in suspect_gold(r["final_answer"], r["model_id"], r["category"])]
+    columns = ["trace_id", "category", "model_id", "model_kind", "issue", "detail", "final_answer"]
+    return pd.DataFrame(rows, columns=columns).sort_values(["issue", "category", "model_id", "trace_id"],
+                                                          ignore_index=True)
+
+
+def build_all(grounded: Path, rejected: Path, corrected: Path, corrections_log: Path, train: Path,
+              eval_: Path, out_dir: Path) -> None:
     """Write every diagnostics table as parquet plus summary.md for the report.
 
     Counts and saturation describe corrected.parquet (the data the student trains on); suspect
-    gold is shown before (grounded) and after (corrected) the corrections, to show they worked.
+    gold is shown before (grounded) and after (corrected) the corrections, to show they worked;
+    overlap says how held out the split's eval half is.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -102,8 +88,9 @@ def build_all(grounded: Path, rejected: Path, corrected: Path, corrections_log: 
         "counts": run_query("counts", dataset=corrected),
         "rejections": run_query("rejections", rejected=rejected),
         "saturation": run_query("saturation", dataset=corrected),
-        "suspect_gold_before": run_query("suspect_gold", dataset=grounded),
-        "suspect_gold_after": run_query("suspect_gold", dataset=corrected),
+        "overlap": run_query("overlap", train=train, eval=eval_),
+        "suspect_gold_before": suspect_gold_rows(grounded),
+        "suspect_gold_after": suspect_gold_rows(corrected),
         "corrections": run_query("corrections", corrections_log=corrections_log),
         "diff_grounded_corrected": diffs["diff"],
         "diff_by_category": diffs["diff_by_category"],
@@ -126,7 +113,10 @@ def summary_markdown(tables: dict[str, pd.DataFrame]) -> str:
         "# Dataset diagnostics",
         "## Rows per category, model and kind (corrected)", markdown_table(tables["counts"]),
         "## Grounding rejections by reason", markdown_table(tables["rejections"]),
-        "## Unique questions per category (saturation)", markdown_table(tables["saturation"]),
+        "## Unique questions, gold plans and gold answers per category (saturation)",
+        markdown_table(tables["saturation"]),
+        "## Train/eval overlap (held-out rows sharing a question, plan, answer or call with training)",
+        markdown_table(tables["overlap"]),
         "## Gold answers that contradict the registry",
         "Rows per issue before corrections (grounded) and after (corrected).",
         markdown_table(suspect_counts),

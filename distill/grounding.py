@@ -12,26 +12,39 @@ Leniencies, each with its reason (the tests give every one a positive and a nega
   matches 0.1234), with either half-up or half-down ties, because answers round for readability.
   A source is never compared at a coarser precision than the answer wrote ("1.24" vs 1.2345 fails).
 * Thousands separators, currency ($, EUR, GBP symbols and codes), k/M/B/bn/mn/thousand/million/billion
-  and bp/bps/basis points: formatting only; the value is scaled before comparing.
+  and bp/bps/basis points: formatting only; the value is scaled before comparing. A unit may follow
+  after a space or a hyphen ("25 bps", "25bps" and "25-bps" all read as 0.0025).
 * Literal: the bare written number also matches the same source number (unscaled), because sources
   often carry units in the field name (fee_bps: 25, return_pct: 12.5, aum_musd: 3.4).
 * Sign: absolute values are compared, both ways ("3.4%", "-3.4%" and "a drawdown of 3.4%" all match
   -0.034, and "-3.4%" matches 0.034), because answers put direction in words ("fell", "drawdown").
   Cost: a flipped sign is not caught here.
 
+Hyphen-joined numbers are cited:
+
+* A number joined by a hyphen to a word, a unit or another number is cited under the same rules as
+  any other number, because it still states a value a tool must have returned: "20-day" cites 20,
+  "45.3%-ish" cites 45.3%, "a 99.9%-accurate model" cites 99.9%, "25-bps" cites "25-bps" read as
+  25 bps, and the hyphen ranges "10-20" and "12%-99%" cite both ends. A hyphen right
+  after a number is a joiner, not the next number's minus sign ("10-20" cites 20, not -20).
+  Only a hyphen inside an identifier (a word starting with a letter, below: GPT-4) hides digits.
+
 Not cited numbers (never reported):
 
 * Dates and times (2020-01-02, 01/02/2020, "Jan 2, 2020", "March 2021", 09:30) and years (a bare
   4-digit integer 1900-2100): they label a point in time rather than state a measured value.
-* Identifiers and descriptions: digits glued to letters, underscores, dots, '+', or joined to another
-  token by '-' or '/' (GARCH(1,1), SMA_20, epoch_3, RSI14, Qwen2.5-7B, x86_64, t+1, "20-day",
-  "80/20"). These name a configuration; the number itself is checked where the answer states it
-  as a value ("a window of 20 days"). Hyphen ranges ("10-20") fall here too; en-dash ranges do not.
+* Identifiers: a word that starts with a letter or underscore and contains a digit, where a word runs
+  on through letters, digits, underscores and single '.', '+' or '-' joiners (SMA_20, epoch_3, RSI14,
+  x86_64, v2, H100, Q1, t+1, T+2, GPT-4, COVID-19, Qwen2.5-7B: none of their digits is cited), plus
+  call arguments (GARCH(1,1), SMA(20)) and digits glued after a letter or before a letter other than a
+  unit ("5m bars": lower-case "m"/"b" are not read as million/billion). Exception: a currency code
+  glued to an amount ("USD1,000") is an amount. These name a configuration; the number itself is
+  checked where the answer states it as a value ("a window of 20 days").
+* Slash-joined numbers ("80/20"): a ratio or split label, not a value.
 * Ordinals (1st, 2nd): a position, not a quantity.
 * List markers ("1.", "1)", "## 1.", "**1.**" at line start; "(1)"/"(12)" anywhere): enumeration,
   not content. Cost: a count written as "(12)" is not checked.
 * Anything inside `code spans` or fenced code blocks: quoted code or arguments, not claims.
-* Lower-case "m"/"b" suffixes ("5m bars") are not read as million/billion; the token is an identifier.
 """
 from __future__ import annotations
 
@@ -62,19 +75,30 @@ _LIST_MARKER_RE = re.compile(r"^[ \t>#*]*(?:\d+[.)]|\(\d+\))\**(?=[ \t\n])|\(\d{
 _SCALE = {"%": 1e-2, "percent": 1e-2, "per cent": 1e-2, "bp": 1e-4, "bps": 1e-4,
           "basis points": 1e-4, "k": 1e3, "thousand": 1e3, "m": 1e6, "mn": 1e6, "million": 1e6,
           "b": 1e9, "bn": 1e9, "billion": 1e9}
-_WORD_SUFFIX = r"\s?(?:%|percent\b|per\scent\b|bps\b|bp\b|basis\spoints\b|bn\b|mn\b" \
+# A unit word after the number: directly, after one space, or after a hyphen ("25-bps").
+_WORD_SUFFIX = r"[\s-]?(?:%|percent\b|per\scent\b|bps\b|bp\b|basis\spoints\b|bn\b|mn\b" \
                r"|thousand\b|million\b|billion\b)"
+# An identifier (masked before citing): a word that starts with a letter or underscore and runs on
+# through word characters and single '.', '+' or '-' joiners; masked only if it contains a digit.
+_IDENT_RE = re.compile(
+    r"(?<!\w)(?<!\w[.+\-])"  # starts a word: not glued to, or hyphen-joined after, a previous word
+    r"(?!(?:USD|EUR|GBP)\s?[-+\u2212]?[\d.])"  # a currency code glued to an amount is not one
+    r"[^\W\d]\w*(?:[.+\-]\w+)*"  # a letter or underscore, then the joined run
+)
+_DIGIT_RE = re.compile(r"\d")
 # A cited number. The token is atomic so a failed boundary check cannot backtrack into a shorter
-# match ("12.5%-15%" must not yield "12.5"). Look-arounds implement the identifier exclusions.
+# match ("5m" must not yield "5"). A hyphen before the number joins it to the previous number
+# ("10-20", "12%-99%") and is not its sign; a hyphen after it joins a word or unit ("20-day").
 _CITED_RE = re.compile(
-    r"(?<![\w.,%\-/+\u2212])"
+    r"(?<![\w.,%/+\u2212])"  # not the tail of a glued number/word, decimal, "80/20" or "t+1"
     r"(?P<tok>(?>"
     r"(?P<s1>[-+\u2212])?(?P<cur>[$\u20ac\u00a3]|(?:USD|EUR|GBP)\s?)?(?P<s2>[-+\u2212])?"
     r"(?P<num>\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?|\.\d+)(?P<exp>[eE][-+]?\d+)?"
     rf"(?P<suf>{_WORD_SUFFIX}|[kKMB]\b|x\b|\u00d7)?"
     r"(?P<code>\s?(?:USD|EUR|GBP)\b)?"
     r"))"
-    r"(?![\w%])(?![.,/]\d)(?!-\w)"
+    r"(?![\w%])"  # not glued to letters ("5m", "1st") or a second percent sign
+    r"(?![.,/]\d)"  # not the head of a longer number, a date part or "80/20"
 )
 # Source numbers: deliberately looser (digits inside identifiers count) since the source is truth.
 _SOURCE_RE = re.compile(
@@ -101,19 +125,25 @@ def _mask(text: str, pattern: re.Pattern[str]) -> str:
     return pattern.sub(lambda m: " " * len(m.group()), text)
 
 
+def _blank_if_digits(m: re.Match[str]) -> str:
+    """An identifier match blanked out if it contains a digit (else kept: plain words and units)."""
+    return " " * len(m.group()) if _DIGIT_RE.search(m.group()) else m.group()
+
+
 def _scale(suffix: str | None) -> float:
     """Multiplier from written units to plain units ('%' -> 0.01, 'k' -> 1000); 1 when none."""
     if not suffix:
         return 1.0
-    key = " ".join(suffix.split()).lower()
+    key = " ".join(suffix.split()).lstrip("-").lower()  # "-bps" (hyphen-joined) reads as "bps"
     return _SCALE.get(key, 1.0)  # 'x'/'×' multipliers are plain values
 
 
 def _cited_matches(answer: str) -> list[re.Match[str]]:
-    """Matches of cited numbers, after masking code, identifier arguments, list markers and dates."""
+    """Matches of cited numbers, after masking code, call arguments, list markers, dates, identifiers."""
     text = answer
     for pattern in (_CODE_RE, _CALL_ARGS_RE, _LIST_MARKER_RE, _DATE_RE):
         text = _mask(text, pattern)
+    text = _IDENT_RE.sub(_blank_if_digits, text)
     out = []
     for m in _CITED_RE.finditer(text):
         bare = not (m["s1"] or m["s2"] or m["cur"] or m["exp"] or m["suf"] or m["code"])

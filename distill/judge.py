@@ -1,122 +1,87 @@
-"""Reference-guided answer judges, 0–1 (DESIGN.md "Scoring").
+"""Reference-guided answer judges, 0–1 (docs/design.md, "Judge").
 
-`RubricJudge` is the offline default: it checks an answer against the registry's ground truth and the
-gold answer's key facts, deterministically and for free. A Claude judge implements the same `Judge`
-protocol (a `name` and `grade(row)`), so score files record which judge produced them.
+`make_judge(cfg).grade(row)` is the interface: `row` holds question, category, model_id, ticker,
+gold_answer, gold_calls (JSON text), tool_outputs (the student's tool results, as strings) and
+pred_answer; the result is a 0–1 `score` with `reasons` from JUDGE_REASONS and a `details` sentence
+per reason. A Claude judge implements the same protocol.
 
-Rubric of RubricJudge, in order:
-1. Empty answer: score 0.
-2. Components, each 0–1, averaged with WEIGHTS over those that apply to the row:
-   numbers  (0.5) share of the numbers cited in the gold answer that the answer reproduces;
-   sources  (0.3) data_source questions: share of the registry's data-source key terms the answer names;
-   entities (0.2) the model (name or id) and ticker, counted only when the gold answer mentions them;
-   wording  (0.2) share of the gold answer's content words the answer uses (a weak proxy for facts that
-                  are words, e.g. "Black-Scholes", so it weighs least).
-   No component applies (no gold answer): 1.0, so only the registry checks below decide.
-3. Each contradiction of the registry multiplies the score by CONTRADICTION_FACTOR (0.3): a train/test
-   split (80/20, out-of-sample, held-out) claimed for a rule model; no split or a full-period backtest
-   claimed for the ML model; a data-source key term the registry does not list, on a data_source question.
-   A fluent answer with a wrong fact must score below any sensible threshold, hence multiplicative.
-Negation: a claim is ignored when a negation word ("no", "not", "without", "n't", ...) precedes it within
-NEGATION_WINDOW words of the same sentence, so "there is no train/test split" is not a split claim.
+The offline `RubricJudge` checks facts, not phrasing, in this order:
+1. Not an answer (distill.answers): score 0, reason = the answer reason.
+2. Key facts of the row, each worth one point:
+   - the gold answer's numbers, in categories listed in `rubric.number_categories` (the questions
+     that ask for figures); a gold number is stated when the answer supports it under the grounding
+     rules (distill.grounding: percent ↔ fraction, rounding, units);
+   - data_source: the data sources the registry lists for the model (distill.claims.registry_sources);
+   - other categories: the named facts (distill.claims.FACTS) the gold answer states, except facts
+     the registry contradicts for this model (so copying bad gold earns nothing).
+   Wrong facts add a point to the denominator, so a wrong number costs as much as a missing one:
+   - a number the answer cites that neither the gold answer nor the run's tool outputs support;
+   - a model of the registry the answer names that neither the question nor the gold names (and a
+     ticker, in the number categories, where results belong to one ticker).
+   facts = stated key facts / (key facts + wrong facts).
+3. wording: share of the gold answer's content words that the question does not already contain
+   (compared on their first WORD_STEM letters) found in the answer; a weak proxy, so it weighs least.
+   An echo of the question earns nothing here by construction.
+4. score = weighted mean of the components that apply (`rubric.weights`); with none, 0.
+5. A registry contradiction (distill.claims.contradictions), or an answer about another model or
+   ticker (it names one and not the question's), caps the score at `rubric.contradiction_cap`: a
+   fluent answer with a wrong fact about the model must not pass.
 """
 
 from __future__ import annotations
 
-import re
+import json
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from distill.answers import ANSWER_REASONS, check_answer
+from distill.claims import WRONG_FOR_KIND, contradictions, named_entities, registry_sources, source_terms, stated_facts
 from distill.grounding import ungrounded_numbers
-from distill.scoring import content_tokens
+from distill.text import content_tokens
 from distill.workbench.registry import MODELS, ModelSpec
 
-WEIGHTS = {"numbers": 0.5, "sources": 0.3, "entities": 0.2, "wording": 0.2}
-CONTRADICTION_FACTOR = 0.3
-NEGATION_WINDOW = 5
-
-# Data-source key terms: the first five occur in registry data sources, the rest in none (always wrong).
-SOURCE_TERMS = {
-    "close": r"\bclos(?:e|es|ing)\b",
-    "volume": r"\bvolumes?\b",
-    "high": r"\bhighs?\b(?![\s-]*frequency)",
-    "low": r"\blows?\b",
-    "black-scholes": r"\bblack[\s-]*scholes\b",
-    "intraday": r"\bintraday\b|\bminute\b|\btick data\b|\bhigh[\s-]*frequency\b",
-    "fundamentals": r"\bfundamentals?\b|\bearnings\b|\bbalance sheets?\b",
-    "news/sentiment": r"\bnews\b|\bsentiment\b",
-    "order book": r"\border[\s-]*book\b",
+JUDGE_REASONS = (*ANSWER_REASONS, "missing_number", "wrong_number", "missing_fact", "wrong_entity",
+                 "registry_contradiction")
+RUBRIC_DEFAULTS: dict[str, Any] = {
+    "weights": {"facts": 0.8, "wording": 0.2},
+    "contradiction_cap": 0.2,
+    "number_categories": ["performance", "what_if"],
 }
-SPLIT_CLAIM = (r"\btrain(?:ing)?\s*(?:/|-|and)\s*test\b|\b80\s*/\s*20\b|\b80\s*%\s*/\s*20\s*%"
-               r"|\bout[\s-]of[\s-]sample\b|\bheld[\s-]out\b|\bhold[\s-]?out\b|\btest set\b|\btraining set\b")
-NO_SPLIT_CLAIM = (r"\b(?:no|without(?:\s+(?:a|an|any))?)\s+(?:train(?:ing)?\s*[/-]\s*test\s+)?split\b"
-                  r"|\bnothing is fitted\b|\bnot fitted\b")
-FULL_PERIOD_CLAIM = r"\bfull[\s-]period\b|\bentire (?:period|window|history)\b"
-_NEGATION = re.compile(r"\b(?:no|not|without|nothing|never|neither|nor|none|\w+n['’]t)\b", re.IGNORECASE)
-_SENTENCE_END = re.compile(r"[.!?;:](?:\s|$)")
+WORD_STEM = 5  # letters compared, so "fitted"/"fit" and "validated"/"validation" count as one word
 
 
 @dataclass(frozen=True)
 class JudgeResult:
-    """A 0–1 score and the rubric findings behind it (empty when nothing was wrong)."""
+    """A 0–1 score, the JUDGE_REASONS found (empty when nothing was wrong) and one detail per reason."""
 
     score: float
     reasons: list[str] = field(default_factory=list)
+    details: list[str] = field(default_factory=list)
 
 
 class Judge(Protocol):
-    """What score_predictions needs: a name for the score file and a per-row grade."""
+    """What the scorer needs: a name for the score file and a per-row grade."""
 
     name: str
 
     def grade(self, row: dict[str, Any]) -> JudgeResult: ...
 
 
-def _affirmed(text: str, pattern: str) -> bool:
-    """True if `pattern` occurs at least once without a negation shortly before it in its sentence."""
-    for m in re.finditer(pattern, text, re.IGNORECASE):
-        before = text[:m.start()]
-        ends = list(_SENTENCE_END.finditer(before))
-        window = before[ends[-1].end():] if ends else before
-        if not _NEGATION.search(" ".join(window.split()[-NEGATION_WINDOW:])):
-            return True
-    return False
+def _stems(text: str) -> set[str]:
+    return {t[:WORD_STEM] for t in content_tokens(text) if not t.isdigit()}
 
 
-def _terms(text: str, affirmed_only: bool = False) -> set[str]:
-    """The SOURCE_TERMS keys the text names (only non-negated mentions if `affirmed_only`)."""
-    found = _affirmed if affirmed_only else (lambda t, p: re.search(p, t, re.IGNORECASE) is not None)
-    return {term for term, pattern in SOURCE_TERMS.items() if found(text, pattern)}
-
-
-def _contradictions(answer: str, spec: ModelSpec, category: str) -> list[str]:
-    """Statements in the answer that the registry says are false for this model."""
-    found = []
-    if spec.kind == "rule" and _affirmed(answer, SPLIT_CLAIM):
-        found.append(f"claims a train/test split for rule-based model {spec.id} (registry: full period)")
-    if spec.kind == "ml" and (re.search(NO_SPLIT_CLAIM, answer, re.IGNORECASE)
-                              or _affirmed(answer, FULL_PERIOD_CLAIM)):
-        found.append(f"claims no train/test split for ML model {spec.id} (registry: 80/20 split)")
+def _key_facts(gold: str, spec: ModelSpec | None, category: str) -> set[str]:
+    """The named facts a correct answer must state (numbers aside)."""
+    if spec is None:
+        return set()
     if category == "data_source":
-        foreign = _terms(answer, affirmed_only=True) - _terms(spec.data_source)
-        if foreign:
-            found.append(f"names data source(s) not in the registry for {spec.id}: {sorted(foreign)}")
-    return found
+        return registry_sources(spec)
+    return stated_facts(gold) - WRONG_FOR_KIND.get(spec.kind, set())
 
 
-def _entity_patterns(spec: ModelSpec | None, ticker: Any) -> dict[str, list[str]]:
-    """Ways to name the model (full name, id, id with spaces; any case) and the ticker (as written)."""
-    patterns = {}
-    if spec is not None:
-        names = (spec.name, spec.id, spec.id.replace("_", " "))
-        patterns[spec.id] = [rf"(?i)\b{re.escape(n)}\b" for n in names]
-    if isinstance(ticker, str) and ticker:
-        patterns[ticker] = [rf"\b{re.escape(ticker)}\b"]
-    return patterns
-
-
-def _names(text: str, patterns: list[str]) -> bool:
-    return any(re.search(p, text) for p in patterns)
+def _answer_facts(answer: str, category: str) -> set[str]:
+    return source_terms(answer) if category == "data_source" else stated_facts(answer)
 
 
 class RubricJudge:
@@ -124,49 +89,51 @@ class RubricJudge:
 
     name = "rubric"
 
+    def __init__(self, cfg: dict | None = None) -> None:
+        self.cfg = {**RUBRIC_DEFAULTS, **(cfg or {})}
+
     def grade(self, row: dict[str, Any]) -> JudgeResult:
-        answer = (row.get("pred_answer") or "").strip()
-        if not answer:
-            return JudgeResult(0.0, ["empty answer"])
-        gold = (row.get("gold_answer") or "").strip()
-        category = row.get("category") or ""
+        answer, question = (row.get("pred_answer") or "").strip(), row.get("question") or ""
+        check = check_answer(answer, question)
+        if not check.answered:
+            return JudgeResult(0.0, [check.reason], [check.detail])
+        gold, category = (row.get("gold_answer") or "").strip(), row.get("category") or ""
         spec = MODELS.get(row.get("model_id") or "")
+        outputs = [o if isinstance(o, str) else json.dumps(o) for o in row.get("tool_outputs") or []]
+        found: list[tuple[str, str]] = []
+
+        key_numbers = ungrounded_numbers(gold, []) if category in self.cfg["number_categories"] else []
+        missing_numbers = ungrounded_numbers(gold, [answer]) if key_numbers else []
+        key_facts = _key_facts(gold, spec, category)
+        missing_facts = sorted(key_facts - _answer_facts(answer, category))
+        wrong_numbers = ungrounded_numbers(answer, [gold, *outputs])
+        wrong_entities = sorted(named_entities(answer, tickers=category in self.cfg["number_categories"])
+                                - named_entities(f"{question} {gold}"))
+        for reason, items in (("missing_number", missing_numbers), ("missing_fact", missing_facts),
+                              ("wrong_number", wrong_numbers), ("wrong_entity", wrong_entities)):
+            if items:
+                found.append((reason, ", ".join(items)))
+
         parts: dict[str, float] = {}
-        reasons: list[str] = []
+        wrong = len(wrong_numbers) + len(wrong_entities)
+        if key_numbers or key_facts or wrong:
+            stated = len(key_numbers) - len(missing_numbers) + len(key_facts) - len(missing_facts)
+            parts["facts"] = stated / (len(key_numbers) + len(key_facts) + wrong)
+        if gold_words := _stems(gold) - _stems(question):
+            parts["wording"] = len(gold_words & _stems(answer)) / len(gold_words)
+        weights = self.cfg["weights"]
+        score = sum(weights[k] * v for k, v in parts.items()) / sum(weights[k] for k in parts) if parts else 0.0
 
-        gold_numbers = ungrounded_numbers(gold, [])  # nothing supports them: every number gold cites
-        if gold_numbers:
-            missing = ungrounded_numbers(gold, [answer])
-            parts["numbers"] = 1 - len(missing) / len(gold_numbers)
-            if missing:
-                reasons.append(f"missing gold numbers: {missing}")
-        if category == "data_source" and spec is not None:
-            expected = _terms(spec.data_source)
-            absent = expected - _terms(answer)
-            parts["sources"] = 1 - len(absent) / len(expected)
-            if absent:
-                reasons.append(f"data-source terms not named: {sorted(absent)}")
-        entities = {e: p for e, p in _entity_patterns(spec, row.get("ticker")).items() if _names(gold, p)}
-        if entities:
-            unnamed = [e for e, p in entities.items() if not _names(answer, p)]
-            parts["entities"] = 1 - len(unnamed) / len(entities)
-            if unnamed:
-                reasons.append(f"does not name: {unnamed}")
-        gold_words = {t for t in content_tokens(gold) if not t.isdigit()}
-        if gold_words:
-            parts["wording"] = len(gold_words & content_tokens(answer)) / len(gold_words)
-
-        score = (sum(WEIGHTS[k] * v for k, v in parts.items()) / sum(WEIGHTS[k] for k in parts)
-                 if parts else 1.0)
-        if spec is not None:
-            for contradiction in _contradictions(answer, spec, category):
-                score *= CONTRADICTION_FACTOR
-                reasons.append(contradiction)
-        return JudgeResult(round(score, 4), reasons)
+        if spec is not None and (contradicted := contradictions(answer, spec, category)):
+            score = min(score, self.cfg["contradiction_cap"])
+            found += [("registry_contradiction", f"{c.issue}: {c.detail}") for c in contradicted]
+        if wrong_entities and not named_entities(answer) & named_entities(question):
+            score = min(score, self.cfg["contradiction_cap"])  # about another model or ticker altogether
+        return JudgeResult(round(score, 4), [r for r, _ in found], [d for _, d in found])
 
 
 def make_judge(cfg: dict) -> Judge:
-    """The judge named by the `judge` config section."""
-    if cfg["backend"] == "rubric":
-        return RubricJudge()
+    """The judge named by the `judge` config section (rubric settings under `rubric`, defaults above)."""
+    if cfg.get("backend", "rubric") == "rubric":
+        return RubricJudge(cfg.get("rubric"))
     raise ValueError(f"judge.backend: unknown backend {cfg['backend']!r}")

@@ -2,8 +2,10 @@
 
 Every turn, the still-active conversations are rendered with the shared chat renderer and generated
 greedily in left-padded batches; a turn with tool calls executes them and continues, a turn without
-calls is the final answer. Failures end a conversation with a reason from FAILURES instead of raising,
-so the scorer and the report can count them by kind.
+calls is the final turn. Failures end a conversation with a reason from chat.LOOP_FAILURES instead of
+raising, so the scorer and the report can count them by kind. Whether the final turn answers the
+question is decided when scoring (distill.answers), so that a change to that definition never re-runs
+generation.
 """
 
 from __future__ import annotations
@@ -19,12 +21,10 @@ import torch
 from peft import PeftModel
 from transformers import GenerationConfig
 
-from distill.chat import IM_END, PARSE_ERRORS, generation_prompt, parse_assistant
+from distill.chat import IM_END, generation_prompt, parse_assistant
 from distill.student import load_base
 
 log = logging.getLogger(__name__)
-
-FAILURES = (*PARSE_ERRORS, "turn_limit", "no_answer")
 
 
 def load_student(
@@ -93,8 +93,6 @@ class _Run:
             return False
         if not parsed.calls:
             self.pred_answer = parsed.content
-            if not parsed.content:
-                self.failure = "no_answer"
             return False
         self.messages.append({"role": "assistant", "content": parsed.content, "tool_calls": parsed.calls})
         for call in parsed.calls:
@@ -118,7 +116,7 @@ def predict(
     """Run the agent loop for every question; one record per question, in input order.
 
     Each record is the question dict plus pred_calls (calls executed, in order), pred_answer,
-    tool_outputs, failure (None or one of FAILURES), n_turns and raw_turns, as Python objects
+    tool_outputs, failure (None or one of chat.LOOP_FAILURES), n_turns and raw_turns, as Python objects
     (the predictions parquet stores the lists as JSON text). A conversation still calling tools
     after `max_turns` generations fails with turn_limit.
     """

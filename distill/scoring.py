@@ -1,69 +1,58 @@
-"""Tool-call scoring and per-epoch score files (DESIGN.md "Scoring").
+"""Tool-call rulers and per-question scores (docs/design.md, "Scoring").
 
 The lenient ruler (`tool_call_match`) measures tool use, not phrasing: each leniency it grants is written
-in the docstring of the function that grants it, with its reason, and has a unit test. The strict ruler
-(`strict_call_match`) is kept beside it so the report can show how much the leniencies matter.
+in the docstring of the function that grants it, with its reason, has a unit test, and is recorded by
+name (LENIENCIES) on the check that used it, so the report can say why the exact-match ruler
+(`strict_call_match`), kept beside it, disagrees. `score_frame` scores every held-out question on
+every metric: one row per question, the table behind every aggregate (distill.summary).
 """
 
 from __future__ import annotations
 
 import json
 import math
-import re
-from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-import numpy as np
 import pandas as pd
 
+from distill.answers import check_answer
 from distill.chat import arguments_object
 from distill.grounding import ungrounded_numbers
-
-if TYPE_CHECKING:  # judge.py imports this module's tokeniser
-    from distill.judge import Judge
+from distill.io import dumps
+from distill.judge import Judge, JudgeResult
+from distill.text import content_tokens
+from distill.workbench.docs import search_docs
 
 # Why a single call failed, first failure only, in this order of checking (BFCL-style fixed taxonomy).
 ERRORS = ("wrong_name", "missing_argument", "unexpected_argument", "wrong_value", "query_mismatch",
           "malformed")
 # Why a call sequence failed when every compared position matched: the counts differ.
 SEQUENCE_ERRORS = ("missing_call", "extra_call")
-# The agent loop's own failure reasons (predictions `failure` column, CONTRACTS.md).
-PREDICTION_FAILURES = ("bad_json", "unknown_tool", "bad_arguments", "turn_limit", "no_answer")
-METRICS = ("tool_call", "tool_call_strict", "grounded", "judge")
+# Why a lenient pass is not an exact match: the leniencies it used (check_call's docstrings).
+LENIENCIES = ("default_argument", "identifier_case", "date_format", "numeric_type", "whitespace",
+              "query_paraphrase")
 
 # Argument roles by name: JSON schema has no notion of "identifier" or "free text", the workbench's names do.
 IDENTIFIER_ARGS = frozenset({"model_id", "ticker"})
 DATE_ARGS = frozenset({"start", "end"})
 FREE_TEXT_ARGS = frozenset({"query"})
 
-STOP_WORDS = frozenset("""
-a about an and any are as at be by can could do does for from how i if in is it its me my of on or our
-please show so tell than that the their them then there these this those to us was we what when where
-which who why will with would you your
-""".split())
-
-DEFAULT_CFG: dict[str, Any] = {
-    "query_overlap": 0.5,
-    "bootstrap_samples": 1000,
-    "seed": 0,
-    "ship_bar": {"tool_call": 0.90, "grounded": 0.99, "judge": 0.7},
-}
-
 Call = dict[str, Any]
-Ruler = Callable[[Call, Call], bool]
-_ABSENT = object()
+Check = Callable[[Call, Call], "CallCheck"]
 
 
 @dataclass(frozen=True)
 class CallCheck:
-    """Uniform check result: `error` is one of ERRORS (or SEQUENCE_ERRORS for a sequence), None if valid."""
+    """Uniform check result: `error` is one of ERRORS (or SEQUENCE_ERRORS for a sequence), None if valid;
+    `leniencies` names the LENIENCIES a valid lenient check needed (empty for an exact match)."""
 
     valid: bool
     error: str | None = None
     detail: str = ""
+    leniencies: tuple[str, ...] = ()
 
 
 def _parse_call(call: Any) -> tuple[str, dict] | None:
@@ -85,11 +74,6 @@ def _tool_schemas(tools: Sequence[dict] | None) -> dict[str, dict]:
         from distill.workbench.tools import TOOLS
         tools = TOOLS
     return {t["name"]: t.get("input_schema") or {} for t in tools}
-
-
-def content_tokens(text: str) -> set[str]:
-    """Lower-cased alphanumeric tokens minus STOP_WORDS: the words that carry a query's meaning."""
-    return set(re.findall(r"[a-z0-9]+", text.lower())) - STOP_WORDS
 
 
 def query_overlap(pred: str, gold: str) -> float:
@@ -129,31 +113,42 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def _value_error(key: str, pred: Any, gold: Any, prop: dict, overlap: float) -> str | None:
-    """None if the argument values match under the role of `key`, else the error name.
+def _canonical(value: Any) -> str:
+    """JSON text with sorted keys: two values are exactly equal when these are (25 and 25.0 are not)."""
+    return json.dumps(value, sort_keys=True)
+
+
+def _compare(key: str, pred: Any, gold: Any, prop: dict, overlap: float) -> tuple[str | None, str | None]:
+    """(error, leniency): error None if the values match under the role of `key`; leniency names the
+    LENIENCIES entry that made two different values match (None for equal values).
 
     Leniencies: identifiers (model_id, ticker) compare after strip and case-folding, because the
     registry's ids are unique regardless of case, so the student named the right entity (tools.execute
     itself is case-sensitive: as with dates, a failed run costs grounded/judge, not this ruler); numbers
-    compare by value (1 == 1.0), because JSON does not distinguish them. Not a leniency: a numeric
-    string ("1") in a number field is a wrong value, because the schema says number and tools.execute
-    rejects it. Other strings compare after strip only.
+    compare by value (25 == 25.0), because JSON does not distinguish them; other strings compare after
+    strip. Not a leniency: a numeric string ("1") in a number field is a wrong value, because the schema
+    says number and tools.execute rejects it.
     """
+    if _canonical(pred) == _canonical(gold):
+        return None, None
     if key in FREE_TEXT_ARGS:
         ok = isinstance(pred, str) and isinstance(gold, str) and query_overlap(pred, gold) >= overlap
-        return None if ok else "query_mismatch"
+        return (None, "query_paraphrase") if ok else ("query_mismatch", None)
+    both_text = isinstance(pred, str) and isinstance(gold, str)
     if key in IDENTIFIER_ARGS:
-        ok = (isinstance(pred, str) and isinstance(gold, str)
-              and pred.strip().casefold() == gold.strip().casefold())
+        ok = both_text and pred.strip().casefold() == gold.strip().casefold()
+        leniency = "whitespace" if both_text and pred.strip() == gold.strip() else "identifier_case"
     elif key in DATE_ARGS or prop.get("format") == "date":
         ok = _norm_date(pred) is not None and _norm_date(pred) == _norm_date(gold)
+        leniency = "date_format"
     elif prop.get("type") in ("number", "integer") or _is_number(gold):
         ok = _is_number(pred) and _is_number(gold) and math.isclose(pred, gold, rel_tol=1e-9, abs_tol=1e-12)
-    elif isinstance(pred, str) and isinstance(gold, str):
-        ok = pred.strip() == gold.strip()
+        leniency = "numeric_type"
+    elif both_text:
+        ok, leniency = pred.strip() == gold.strip(), "whitespace"
     else:
-        ok = pred == gold
-    return None if ok else "wrong_value"
+        ok, leniency = pred == gold, None
+    return (None, leniency) if ok else ("wrong_value", None)
 
 
 def check_call(pred: Call, gold: Call, *, tools: Sequence[dict] | None = None,
@@ -177,60 +172,101 @@ def check_call(pred: Call, gold: Call, *, tools: Sequence[dict] | None = None,
         return CallCheck(False, "wrong_name", f"{name!r} != {gold_name!r}")
     schema = _tool_schemas(tools).get(name, {})
     props, required = schema.get("properties", {}), set(schema.get("required", []))
+    used: list[str] = []
 
     def defaulted(key: str, value: Any) -> bool:
         prop = props.get(key, {})
         return (key not in required and "default" in prop
-                and _value_error(key, prop["default"], value, prop, query_overlap) is None)
+                and _compare(key, prop["default"], value, prop, query_overlap)[0] is None)
 
     for key in sorted(set(gold_args) - set(args)):
         if not defaulted(key, gold_args[key]):
             return CallCheck(False, "missing_argument", key)
+        used.append("default_argument")
     for key in sorted(set(args) - set(gold_args)):
         if not defaulted(key, args[key]):
             return CallCheck(False, "unexpected_argument", key)
+        used.append("default_argument")
     for key in sorted(set(args) & set(gold_args)):
-        error = _value_error(key, args[key], gold_args[key], props.get(key, {}), query_overlap)
+        error, leniency = _compare(key, args[key], gold_args[key], props.get(key, {}), query_overlap)
         if error:
             return CallCheck(False, error, f"{key}: {args[key]!r} vs {gold_args[key]!r}")
-    return CallCheck(True)
+        if leniency:
+            used.append(leniency)
+    return CallCheck(True, leniencies=tuple(sorted(set(used))))
 
 
 def tool_call_match(pred: Call, gold: Call, *, tools: Sequence[dict] | None = None,
                     query_overlap: float = 0.5) -> bool:
-    """The lenient ruler of DESIGN.md: True when `check_call` finds no error."""
+    """The lenient ruler of docs/design.md: True when `check_call` finds no error."""
     return check_call(pred, gold, tools=tools, query_overlap=query_overlap).valid
 
 
-def strict_call_match(pred: Call, gold: Call) -> bool:
-    """Exact match after JSON-text parsing only: same name, same arguments as canonical JSON.
+def strict_check_call(pred: Call, gold: Call) -> CallCheck:
+    """Exact match after JSON-text parsing only: same name, same argument keys, same JSON values.
 
-    No normalisation at all (case, dates, defaults, paraphrases, and 1 vs 1.0 all count), which is what
-    makes it the reference for the sensitivity table.
+    No normalisation at all (case, dates, defaults, paraphrases, and 25 vs 25.0 all count), which is
+    what makes it the reference for the sensitivity table. Errors use the same taxonomy as check_call.
     """
     parsed, parsed_gold = _parse_call(pred), _parse_call(gold)
-    if parsed is None or parsed_gold is None:
-        return False
-    same_args = json.dumps(parsed[1], sort_keys=True) == json.dumps(parsed_gold[1], sort_keys=True)
-    return parsed[0] == parsed_gold[0] and same_args
+    if parsed_gold is None:
+        raise ValueError(f"malformed gold call: {gold!r}")
+    if parsed is None:
+        return CallCheck(False, "malformed", f"cannot parse {pred!r}")
+    (name, args), (gold_name, gold_args) = parsed, parsed_gold
+    if name != gold_name:
+        return CallCheck(False, "wrong_name", f"{name!r} != {gold_name!r}")
+    if missing := sorted(set(gold_args) - set(args)):
+        return CallCheck(False, "missing_argument", missing[0])
+    if extra := sorted(set(args) - set(gold_args)):
+        return CallCheck(False, "unexpected_argument", extra[0])
+    for key in sorted(args):
+        if _canonical(args[key]) != _canonical(gold_args[key]):
+            error = "query_mismatch" if key in FREE_TEXT_ARGS else "wrong_value"
+            return CallCheck(False, error, f"{key}: {args[key]!r} vs {gold_args[key]!r}")
+    return CallCheck(True)
 
 
-def sequence_match(pred_calls: list[Call], gold_calls: list[Call], *, ruler: Ruler) -> bool:
-    """Per-trace tool-call accuracy: same number of calls and each position matches under `ruler`."""
-    return len(pred_calls) == len(gold_calls) and all(ruler(p, g) for p, g in zip(pred_calls, gold_calls))
+def strict_call_match(pred: Call, gold: Call) -> bool:
+    """The exact-match ruler: True when `strict_check_call` finds no error."""
+    return strict_check_call(pred, gold).valid
 
 
-def check_sequence(pred_calls: list[Call], gold_calls: list[Call], **kwargs: Any) -> CallCheck:
-    """The first failing position's CallCheck, else a count error; lenient ruler (kwargs: check_call's)."""
+def check_sequence(pred_calls: list[Call], gold_calls: list[Call], check: Check) -> CallCheck:
+    """Per-question tool-call accuracy: the first failing position's CallCheck under `check`, else a
+    count error (SEQUENCE_ERRORS); a valid result carries the leniencies of every position."""
+    used: set[str] = set()
     for pred, gold in zip(pred_calls, gold_calls):
-        result = check_call(pred, gold, **kwargs)
+        result = check(pred, gold)
         if not result.valid:
             return result
+        used.update(result.leniencies)
     if len(pred_calls) < len(gold_calls):
         return CallCheck(False, "missing_call", f"{len(pred_calls)} of {len(gold_calls)} calls")
     if len(pred_calls) > len(gold_calls):
         return CallCheck(False, "extra_call", f"{len(pred_calls)} calls, gold has {len(gold_calls)}")
-    return CallCheck(True)
+    return CallCheck(True, leniencies=tuple(sorted(used)))
+
+
+def same_documents(pred_query: str, gold_query: str) -> bool:
+    """Whether BM25 (the search_docs tool) returns the same documents, in order, for both queries:
+    the test of whether a paraphrased query is the same tool use."""
+    def docs(query: str) -> list[str]:
+        try:
+            return [hit["doc"] for hit in search_docs(query)]
+        except ValueError:  # an empty query finds nothing
+            return []
+    return docs(pred_query) == docs(gold_query)
+
+
+def paraphrase_same_docs(pred_calls: list[Call], gold_calls: list[Call]) -> bool | None:
+    """For aligned search_docs calls whose queries differ: do all of them retrieve the gold query's
+    documents? None when no position has a differing search_docs query."""
+    pairs = [(_parse_call(p), _parse_call(g)) for p, g in zip(pred_calls, gold_calls)]
+    queries = [(p[1].get("query"), g[1].get("query")) for p, g in pairs
+               if p and g and p[0] == g[0] == "search_docs" and p[1].get("query") != g[1].get("query")]
+    queries = [(p, g) for p, g in queries if isinstance(p, str) and isinstance(g, str)]
+    return all(same_documents(p, g) for p, g in queries) if queries else None
 
 
 def _json_list(cell: Any) -> list:
@@ -244,77 +280,57 @@ def _text(cell: Any) -> str:
     return cell if isinstance(cell, str) else ""
 
 
-def score_example(row: dict, judge: Judge, cfg: dict, tools: Sequence[dict] | None = None) -> dict:
-    """One prediction scored on every metric; the row the report uses for per-example flips."""
+def score_question(row: dict, judge: Judge, cfg: dict, tools: Sequence[dict] | None = None) -> dict:
+    """One held-out question scored on every metric, with the reasons behind each verdict.
+
+    answered: distill.answers.check_answer; grounded: an answer (not a non-answer) whose cited numbers
+    the tool outputs of the student's own run support; judge: `judge.grade` for answers, and 0 with the
+    answer reason for non-answers, whichever the judge (a paid judge is never asked about them).
+    """
     gold_calls, pred_calls = _json_list(row["gold_calls"]), _json_list(row["pred_calls"])
     outputs = [o if isinstance(o, str) else json.dumps(o) for o in _json_list(row["tool_outputs"])]
-    answer = _text(row.get("pred_answer"))
-    call = check_sequence(pred_calls, gold_calls, tools=tools, query_overlap=cfg["query_overlap"])
-    ungrounded = ungrounded_numbers(answer, outputs) if answer.strip() else []
+    question, answer = _text(row.get("question")), _text(row.get("pred_answer"))
+    lenient = check_sequence(pred_calls, gold_calls, lambda p, g: check_call(
+        p, g, tools=tools, query_overlap=cfg["query_overlap"]))
+    strict = check_sequence(pred_calls, gold_calls, strict_check_call)
+    answered = check_answer(answer, question)
+    ungrounded = ungrounded_numbers(answer, outputs) if answered.answered else []
     verdict = judge.grade({
-        "question": _text(row.get("question")), "category": row["category"],
-        "model_id": row.get("model_id"), "ticker": row.get("ticker"), "pred_answer": answer,
-        "gold_answer": _text(row.get("gold_answer")), "tool_outputs": outputs,
-    })
+        "question": question, "category": row["category"], "model_id": row.get("model_id"),
+        "ticker": row.get("ticker"), "gold_answer": _text(row.get("gold_answer")),
+        "gold_calls": row["gold_calls"] if isinstance(row["gold_calls"], str) else dumps(gold_calls),
+        "tool_outputs": outputs, "pred_answer": answer,
+    }) if answered.answered else JudgeResult(0.0, [answered.reason], [answered.detail])  # never paid for
     failure = row.get("failure")
     return {
-        "trace_id": row["trace_id"], "category": row["category"],
-        "tool_call": call.valid,
-        "tool_call_strict": sequence_match(pred_calls, gold_calls, ruler=strict_call_match),
-        "grounded": bool(answer.strip()) and not ungrounded,
-        "judge": float(verdict.score),
-        "call_error": call.error, "call_error_detail": call.detail, "ungrounded": list(ungrounded),
-        "judge_reasons": list(verdict.reasons), "failure": failure if isinstance(failure, str) else None,
+        "trace_id": row["trace_id"], "category": row["category"], "model_id": row.get("model_id"),
+        "ticker": row.get("ticker"), "question": question, "gold_answer": _text(row.get("gold_answer")),
+        "pred_answer": answer, "gold_calls": dumps(gold_calls), "pred_calls": dumps(pred_calls),
+        "failure": failure if isinstance(failure, str) else None,
+        "tool_call": lenient.valid, "call_error": lenient.error, "call_error_detail": lenient.detail,
+        "leniencies": dumps(list(lenient.leniencies)),
+        "tool_call_strict": strict.valid, "strict_error": strict.error, "strict_error_detail": strict.detail,
+        "paraphrase_same_docs": (paraphrase_same_docs(pred_calls, gold_calls)
+                                 if lenient.valid and not strict.valid else None),
+        "answered": answered.answered, "answer_reason": answered.reason,
+        "grounded": answered.answered and not ungrounded, "ungrounded": dumps(ungrounded),
+        "judge": float(verdict.score), "judge_reasons": dumps(list(verdict.reasons)),
+        "judge_details": dumps(list(verdict.details)),
     }
 
 
-def _estimate(values: np.ndarray, idx: np.ndarray | None) -> dict:
-    """Mean with a percentile-bootstrap 95% CI over the resampled row indices `idx` (B × n)."""
-    if idx is None:
-        return {"value": None, "ci95": [None, None]}
-    lo, hi = np.percentile(values[idx].mean(axis=1), [2.5, 97.5])
-    return {"value": float(values.mean()), "ci95": [float(lo), float(hi)]}
+def score_frame(df: pd.DataFrame, judge: Judge, cfg: dict, *, tools: Sequence[dict] | None = None) -> pd.DataFrame:
+    """The per-question score table of one epoch (results/scores/epoch_<n>.parquet), in input order.
 
-
-def _summarise(rows: list[dict], cfg: dict) -> dict:
-    """Rates with CIs and failure counts for one group; the same resamples serve every metric (paired)."""
-    n = len(rows)
-    rng = np.random.default_rng(cfg["seed"])  # reseeded per group: a group's CI never depends on others
-    idx = rng.integers(0, n, size=(cfg["bootstrap_samples"], n)) if n else None
-    summary: dict[str, Any] = {"n": n}
-    for metric in METRICS:
-        summary[metric] = _estimate(np.array([float(r[metric]) for r in rows]), idx)
-    errors = Counter(r["call_error"] for r in rows if r["call_error"])
-    summary["call_errors"] = {e: errors.get(e, 0) for e in ERRORS + SEQUENCE_ERRORS}
-    failures = Counter(r["failure"] for r in rows if r["failure"])
-    reasons = (*PREDICTION_FAILURES, *sorted(set(failures) - set(PREDICTION_FAILURES)))
-    summary["failures"] = {f: failures.get(f, 0) for f in reasons}
-    return summary
-
-
-def score_predictions(df: pd.DataFrame, judge: Judge, cfg: dict, *,
-                      tools: Sequence[dict] | None = None) -> dict:
-    """The score file of one epoch: overall and per-category rates with CIs, the ship bar, per-example rows.
-
-    `judge` is the mean judge score (0–1), not a pass rate. The ship bar compares point estimates (not CI
-    bounds) with `cfg["ship_bar"]`; a metric with no rows fails it. Missing cfg keys take DEFAULT_CFG.
+    `cfg` is the `scoring` config section (query_overlap is read here; the rest by distill.summary).
     """
-    cfg = {**DEFAULT_CFG, **cfg, "ship_bar": {**DEFAULT_CFG["ship_bar"], **cfg.get("ship_bar", {})}}
-    rows = [score_example(r, judge, cfg, tools) for r in df.to_dict("records")]
-    overall = _summarise(rows, cfg)
-    bar: dict[str, Any] = {}
-    for metric, threshold in cfg["ship_bar"].items():
-        value = overall[metric]["value"]
-        passed = value is not None and value >= threshold
-        bar[metric] = {"value": value, "threshold": threshold, "passed": passed}
-    bar["passed"] = all(v["passed"] for v in bar.values())
-    return {
-        "n": len(rows),
-        "judge_name": judge.name,
-        "config": cfg,
-        "overall": overall,
-        "per_category": {c: _summarise([r for r in rows if r["category"] == c], cfg)
-                         for c in sorted({r["category"] for r in rows})},
-        "ship_bar": bar,
-        "examples": rows,
-    }
+    rows = [score_question(r, judge, cfg, tools) for r in df.to_dict("records")]
+    return pd.DataFrame(rows, columns=SCORE_COLUMNS)
+
+
+SCORE_COLUMNS = (
+    "trace_id", "category", "model_id", "ticker", "question", "gold_answer", "pred_answer", "gold_calls",
+    "pred_calls", "failure", "tool_call", "call_error", "call_error_detail", "leniencies", "tool_call_strict",
+    "strict_error", "strict_error_detail", "paraphrase_same_docs", "answered", "answer_reason", "grounded",
+    "ungrounded", "judge", "judge_reasons", "judge_details",
+)

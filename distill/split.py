@@ -1,14 +1,22 @@
-"""Deterministic train/eval split, stratified by category and grouped by question text.
+"""Deterministic train/eval split, stratified by category and grouped so nothing held out was trained on.
 
-Grouping matters because the grid repeats questions (methodology questions do not name a ticker):
-a row-level split would put the same question in train and eval and flatter the student.
+Grouping matters because the grid repeats itself: methodology questions do not name a ticker, and
+data_source questions differ only by the ticker, so every copy has the same gold tool plan and the
+same gold answer. A row-level (or question-level) split would put the same plan and answer in both
+halves and flatter the student. `group_by` (config `split.group_by`) chooses the key:
+
+- gold_plan (default): the gold tool calls (canonical JSON); no held-out gold plan occurs in training.
+- question: the question text (after lower-casing and collapsing whitespace).
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 
 import pandas as pd
+
+GROUP_BY = ("gold_plan", "question")
 
 
 def _rank(seed: int, text: str) -> str:
@@ -16,22 +24,46 @@ def _rank(seed: int, text: str) -> str:
     return hashlib.sha256(f"{seed}|{text}".encode()).hexdigest()
 
 
-def split_dataset(df: pd.DataFrame, eval_fraction: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Per category, hold out whole question groups until about `eval_fraction` of its rows are held out."""
-    eval_ids: set[str] = set()
-    for category, part in df.groupby("category", sort=True):
-        sizes = part.groupby("question").size()
-        order = sorted(sizes.index, key=lambda q: _rank(seed, q))
-        target = eval_fraction * len(part)
-        taken = 0
-        for q in order:
-            # Take a group if it brings the held-out count closer to the target; always leave training rows.
-            if taken >= target or taken + sizes[q] >= len(part):
-                continue
-            if abs(taken + sizes[q] - target) <= abs(taken - target) or taken == 0:
-                eval_ids.update(part.loc[part["question"] == q, "trace_id"])
-                taken += sizes[q]
-    is_eval = df["trace_id"].isin(eval_ids)
+def plan_key(gold_calls: str) -> str:
+    """A gold plan as canonical JSON text, so equal plans compare equal however they were written."""
+    return json.dumps(json.loads(gold_calls), sort_keys=True, separators=(",", ":"))
+
+
+def group_keys(df: pd.DataFrame, group_by: str) -> pd.Series:
+    """The grouping key of every row: rows with equal keys are held out together or not at all."""
+    if group_by == "gold_plan":
+        return df["gold_calls"].map(plan_key)
+    if group_by == "question":
+        return df["question"].map(lambda q: " ".join(q.lower().split()))  # as diagnostics' SQL compares them
+    raise ValueError(f"split.group_by must be one of {GROUP_BY}, got {group_by!r}")
+
+
+def _held_out_groups(sizes: pd.Series, target: float, seed: int) -> list[str]:
+    """Groups in seeded order, each taken if it brings the held-out row count closer to `target`.
+
+    A group is never taken if it would leave no training rows; a category with two or more groups
+    always holds out at least one (the smallest), so every category is evaluated.
+    """
+    total, taken, chosen = int(sizes.sum()), 0, []
+    for group in sorted(sizes.index, key=lambda g: _rank(seed, g)):
+        size = int(sizes[group])
+        if taken + size < total and abs(taken + size - target) < abs(taken - target):
+            chosen.append(group)
+            taken += size
+    if not chosen and len(sizes) > 1:
+        chosen.append(min(sizes.index, key=lambda g: (sizes[g], _rank(seed, g))))
+    return chosen
+
+
+def split_dataset(df: pd.DataFrame, eval_fraction: float, seed: int,
+                  group_by: str = "gold_plan") -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per category, hold out whole groups until about `eval_fraction` of its rows are held out."""
+    keys = group_keys(df, group_by)
+    is_eval = pd.Series(False, index=df.index)
+    for _, part in df.groupby("category", sort=True):
+        part_keys = keys[part.index]
+        held = _held_out_groups(part_keys.value_counts(), eval_fraction * len(part), seed)
+        is_eval[part.index] = part_keys.isin(held)
     train = df[~is_eval].assign(split="train").reset_index(drop=True)
     evals = df[is_eval].assign(split="eval").reset_index(drop=True)
     return train, evals

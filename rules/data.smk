@@ -1,7 +1,7 @@
 rule build_scenarios:
     """The scenario grid: model × legal ticker × question template, with the gold tool plan."""
     input:
-        COMMON_SRC + src("scenarios.py", "workbench/registry.py"),
+        code=script_sources("scripts/build_scenarios.py"),
     output:
         "results/scenarios.parquet",
     params:

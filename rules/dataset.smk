@@ -2,7 +2,7 @@ rule ground_traces:
     """Grounding filter: keep traces whose answers cite only numbers the tools returned."""
     input:
         traces="results/traces.parquet",
-        code=COMMON_SRC + src("grounding.py"),
+        code=script_sources("scripts/ground_traces.py"),
     output:
         kept="results/grounded.parquet",
         rejected="results/grounding_rejected.parquet",
@@ -22,7 +22,7 @@ rule apply_corrections:
         grounded="results/grounded.parquet",
         corrections=config["corrections"]["file"],
         schema="schemas/corrections.schema.yaml",
-        code=COMMON_SRC + src("corrections.py", "workbench/registry.py"),
+        code=script_sources("scripts/apply_corrections.py"),
     output:
         corrected="results/corrected.parquet",
         log_table="results/corrections_log.parquet",
@@ -35,10 +35,10 @@ rule apply_corrections:
 
 
 rule split_dataset:
-    """Deterministic train/eval split, stratified by category, grouped by question text."""
+    """Deterministic train/eval split, stratified by category, grouped by gold plan (split.group_by)."""
     input:
         corrected="results/corrected.parquet",
-        code=COMMON_SRC + src("split.py"),
+        code=script_sources("scripts/split_dataset.py"),
     output:
         train="results/split/train.parquet",
         eval="results/split/eval.parquet",
@@ -53,15 +53,15 @@ rule split_dataset:
 
 
 rule diagnose_dataset:
-    """DuckDB diagnostics: counts, saturation, rejections, suspect gold, corrections, diff."""
+    """DuckDB diagnostics: counts, saturation, train/eval overlap, rejections, suspect gold, corrections, diff."""
     input:
         grounded="results/grounded.parquet",
         rejected="results/grounding_rejected.parquet",
         corrected="results/corrected.parquet",
         corrections_log="results/corrections_log.parquet",
-        code=COMMON_SRC + src("diagnostics.py", "workbench/registry.py") + [
-            os.path.join(PKG, "sql", f) for f in sorted(os.listdir(os.path.join(workflow.basedir, PKG, "sql")))
-        ],
+        train="results/split/train.parquet",
+        eval="results/split/eval.parquet",
+        code=script_sources("scripts/diagnose_dataset.py"),
     output:
         directory("results/diagnostics"),
     log:
@@ -77,7 +77,7 @@ rule diff_datasets:
     input:
         old="results/{old}.parquet",
         new="results/{new}.parquet",
-        code=COMMON_SRC + src("diagnostics.py") + [os.path.join(PKG, "sql", "diff.sql"), os.path.join(PKG, "sql", "diff_by_category.sql")],
+        code=script_sources("scripts/diff_datasets.py"),
     output:
         "results/diff/{old}-vs-{new}.md",
     wildcard_constraints:

@@ -4,7 +4,7 @@ rule predict_epoch:
         eval="results/split/eval.parquet",
         base="results/base_model",
         adapter=adapter_for,
-        code=COMMON_SRC + WORKBENCH_SRC + src("student.py", "chat.py", "predict.py"),
+        code=script_sources("scripts/predict_epoch.py"),
     output:
         "results/predictions/epoch_{epoch}.parquet",
     params:
@@ -24,12 +24,14 @@ rule predict_epoch:
 
 
 rule score_epoch:
-    """Tool-call (overlap and strict rulers), grounded rate and judge score, overall and per category."""
+    """Per held-out question: tool-call (overlap and exact rulers), answered, grounded, judge, with the
+    reasons (.parquet); rates with CIs overall and per category, reason counts, ship bar (.json)."""
     input:
         predictions="results/predictions/epoch_{epoch}.parquet",
-        code=COMMON_SRC + src("scoring.py", "judge.py", "grounding.py", "chat.py", "workbench/registry.py", "workbench/tools.py"),
+        code=script_sources("scripts/score_epoch.py"),
     output:
-        "results/scores/epoch_{epoch}.json",
+        table="results/scores/epoch_{epoch}.parquet",
+        summary="results/scores/epoch_{epoch}.json",
     params:
         cfg={"seed": config["seed"], "scoring": config["scoring"], "judge": config["judge"]},
     log:
@@ -45,7 +47,7 @@ rule select_epoch:
     input:
         scores=expand("results/scores/epoch_{n}.json", n=ALL_EPOCHS),
         metrics="results/adapter/metrics.json",
-        code=COMMON_SRC + src("selection.py"),
+        code=script_sources("scripts/select_epoch.py"),
     output:
         "results/selection.json",
     params:

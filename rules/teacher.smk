@@ -2,7 +2,7 @@ rule run_teacher:
     """The teacher plays the assistant on every scenario, calling the real workbench tools."""
     input:
         scenarios="results/scenarios.parquet",
-        code=COMMON_SRC + WORKBENCH_SRC + src("teacher/__init__.py", "teacher/base.py", "teacher/offline.py"),
+        code=script_sources("scripts/run_teacher.py"),
     output:
         "results/traces.parquet",
     params:

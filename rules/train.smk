@@ -1,7 +1,7 @@
 rule prepare_base_model:
     """The student's base model as an artifact (the embedded GGUF converted once to safetensors)."""
     input:
-        COMMON_SRC + src("student.py"),
+        code=script_sources("scripts/prepare_base_model.py"),
     output:
         directory("results/base_model"),
     params:
@@ -22,7 +22,7 @@ rule train_student:
         train="results/split/train.parquet",
         eval="results/split/eval.parquet",
         base="results/base_model",
-        code=COMMON_SRC + WORKBENCH_SRC + src("student.py", "chat.py", "train.py"),
+        code=script_sources("scripts/train_student.py"),
     output:
         adapters=directory(expand("results/adapter/epoch_{n}", n=EPOCHS)),
         metrics="results/adapter/metrics.json",

@@ -1,12 +1,15 @@
-"""Rule score_epoch: predictions/epoch_<n>.parquet → scores/epoch_<n>.json."""
-from distill.io import read_parquet, setup_logging, write_json
+"""Rule score_epoch: predictions/epoch_<n>.parquet → scores/epoch_<n>.parquet (per question) + .json (summary)."""
+from distill.io import read_parquet, setup_logging, write_json, write_parquet
 from distill.judge import make_judge
-from distill.scoring import score_predictions
+from distill.scoring import score_frame
+from distill.summary import summarise
 
 log = setup_logging(snakemake.log[0])
 cfg = snakemake.params.cfg
 preds = read_parquet(snakemake.input.predictions, required=("trace_id", "category", "gold_calls", "pred_calls"))
-scores = score_predictions(preds, make_judge(cfg["judge"]), {**cfg["scoring"], "seed": cfg["seed"]})
-scores = {"epoch": int(snakemake.wildcards.epoch), **scores}
-log.info("epoch %s: %s", snakemake.wildcards.epoch, {k: v["value"] for k, v in scores["overall"].items() if isinstance(v, dict) and "value" in v})
-write_json(scores, snakemake.output[0])
+judge = make_judge(cfg["judge"])
+frame = score_frame(preds, judge, cfg["scoring"])
+scores = {"epoch": int(snakemake.wildcards.epoch), **summarise(frame, {**cfg["scoring"], "seed": cfg["seed"]}, judge.name)}
+log.info("epoch %s: %s", snakemake.wildcards.epoch, {m: scores["overall"][m]["value"] for m in ("tool_call", "answered", "grounded", "judge")})
+write_parquet(frame, snakemake.output.table)
+write_json(scores, snakemake.output.summary)

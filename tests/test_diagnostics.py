@@ -43,15 +43,8 @@ def write(tmp_path: Path, name: str, rows: list[dict]) -> Path:
 
 
 def suspect(rows: list[dict], tmp_path: Path) -> set[tuple[str, str]]:
-    df = diagnostics.run_query("suspect_gold", dataset=write(tmp_path, "d.parquet", rows))
+    df = diagnostics.suspect_gold_rows(write(tmp_path, "d.parquet", rows))
     return set(zip(df["trace_id"], df["issue"]))
-
-
-def test_registry_key_terms_follow_data_source() -> None:
-    terms = diagnostics.registry_frame().set_index("model_id")["key_terms"]
-    assert list(terms["ridge_forecaster"]) == ["close|closing", "volume"]
-    assert list(terms["donchian_breakout"]) == ["high", "low", "close|closing"]
-    assert list(terms["covered_call"]) == ["close|closing", "black[- ]?scholes"]
 
 
 def test_suspect_gold_split_claims(tmp_path: Path) -> None:
@@ -75,20 +68,57 @@ def test_suspect_gold_data_source(tmp_path: Path) -> None:
         row("d5", "donchian_breakout", "data_source", "Daily close prices only."),
         dict(row("d6", "sma_crossover", "performance", "Total return 3%."), model_id="no_such_model"),
     ], tmp_path)
-    assert found == {("d2", "data_source_missing_terms"), ("d3", "data_source_foreign_terms"),
-                     ("d5", "data_source_missing_terms"), ("d6", "unknown_model")}
+    assert found == {("d2", "data_source_missing_terms"), ("d2", "data_source_foreign_terms"),
+                     ("d3", "data_source_foreign_terms"), ("d5", "data_source_missing_terms"),
+                     ("d6", "unknown_model")}
 
 
-def test_saturation_counts_unique_questions(tmp_path: Path) -> None:
+def test_suspect_gold_and_judge_agree_on_the_same_answer(tmp_path: Path) -> None:
+    """One rule (distill.claims) serves both: every answer the diagnostics call a contradiction, the
+    judge caps, and the other way round."""
+    from distill.judge import make_judge
+
+    judge = make_judge({"backend": "rubric"})
+    answers = [RULE_SPLIT, RULE_OK, ML_OK, ML_NO_SPLIT, "It held out nothing: a full-period backtest.",
+               "It is evaluated out of sample on held-out data."]
+    for model_id in ("sma_crossover", "ridge_forecaster"):
+        rows = [row(f"{model_id}{i}", model_id, "methodology", a) for i, a in enumerate(answers)]
+        flagged = {t for t, issue in suspect(rows, tmp_path) if issue != "data_source_missing_terms"}
+        capped = {r["trace_id"] for r in rows if "registry_contradiction" in judge.grade(
+            {"question": r["question"], "category": "methodology", "model_id": model_id, "ticker": r["ticker"],
+             "gold_answer": RULE_OK, "gold_calls": "[]", "tool_outputs": [], "pred_answer": r["final_answer"]}
+        ).reasons}
+        assert flagged == capped and flagged, model_id
+
+
+def test_saturation_counts_unique_questions_plans_and_answers(tmp_path: Path) -> None:
     rows = [row(f"m{i}", "sma_crossover", "methodology", RULE_OK,
                 question=["How is slippage modelled?", "  how is SLIPPAGE   modelled?", "What fees apply?"][i % 3])
             for i in range(6)]
-    rows += [row(f"p{i}", "sma_crossover", "performance", "ok", question=f"Return on ticker {i}?") for i in range(2)]
+    rows += [row(f"p{i}", "sma_crossover", "performance", f"ok {i}", question=f"Return on ticker {i}?")
+             for i in range(2)]
     df = diagnostics.run_query("saturation", dataset=write(tmp_path, "d.parquet", rows)).set_index("category")
-    assert df.loc["methodology", ["n_rows", "n_unique_questions"]].tolist() == [6, 2]
-    assert df.loc["methodology", "rows_per_question"] == 3.0
-    assert df.loc["performance", "rows_per_question"] == 1.0
+    assert df.loc["methodology", ["n_rows", "n_unique_questions", "n_unique_plans", "n_unique_answers"]].tolist() \
+        == [6, 2, 1, 1]
+    assert (df.loc["methodology", "rows_per_question"], df.loc["methodology", "rows_per_plan"]) == (3.0, 6.0)
+    # every row() shares one gold plan: data_source-like saturation that question counts hide
+    assert (df.loc["performance", "rows_per_question"], df.loc["performance", "rows_per_plan"]) == (1.0, 2.0)
     assert df.index[0] == "methodology"  # most saturated first
+
+
+def test_overlap_counts_what_the_held_out_rows_share_with_training(tmp_path: Path) -> None:
+    plan = lambda *tickers: json.dumps([{"name": "run_backtest", "arguments": {"ticker": t}} for t in tickers])
+    train = [dict(row("a", "sma_crossover", "performance", "A", question="Q a"), gold_calls=plan("ACME")),
+             dict(row("b", "sma_crossover", "what_if", "B", question="Q b"), gold_calls=plan("BOLT", "BOLT2"))]
+    evals = [dict(row("c", "sma_crossover", "performance", "A", question="q A "), gold_calls=plan("ACME")),
+             dict(row("d", "sma_crossover", "what_if", "D", question="Q d"), gold_calls=plan("BOLT", "X")),
+             dict(row("e", "sma_crossover", "what_if", "E", question="Q e"), gold_calls=plan("Y"))]
+    df = diagnostics.run_query("overlap", train=write(tmp_path, "t.parquet", train),
+                               eval=write(tmp_path, "e.parquet", evals)).set_index("category")
+    cols = ["eval_rows", "same_question", "same_gold_plan", "same_gold_answer", "shares_a_gold_call"]
+    assert df.loc["performance", cols].tolist() == [1, 1, 1, 1, 1]
+    assert df.loc["what_if", cols].tolist() == [2, 0, 0, 0, 1]
+    assert df.loc["(all)", cols].tolist() == [3, 1, 1, 1, 2]
 
 
 def test_counts_and_rejections_grouping(tmp_path: Path) -> None:
@@ -149,15 +179,17 @@ def test_build_all_writes_every_table(tmp_path: Path) -> None:
         paths[name] = tmp_path / f"{name}.parquet"
         df.to_parquet(paths[name], index=False)
     out = tmp_path / "diagnostics"
-    diagnostics.build_all(old, paths["rejected"], paths["corrected"], paths["log"], out)
+    diagnostics.build_all(old, paths["rejected"], paths["corrected"], paths["log"], paths["corrected"],
+                          paths["corrected"], out)
     names = {p.name for p in out.iterdir()}
     assert names == {f"{n}.parquet" for n in (
-        "counts", "rejections", "saturation", "suspect_gold_before", "suspect_gold_after",
+        "counts", "rejections", "saturation", "overlap", "suspect_gold_before", "suspect_gold_after",
         "corrections", "diff_grounded_corrected", "diff_by_category")} | {"summary.md"}
     assert set(pd.read_parquet(out / "suspect_gold_before.parquet")["trace_id"]) == {"edit"}
     assert pd.read_parquet(out / "suspect_gold_after.parquet").empty
     summary = (out / "summary.md").read_text()
-    assert "## Unique questions per category (saturation)" in summary
+    assert "## Unique questions, gold plans and gold answers per category (saturation)" in summary
+    assert "## Train/eval overlap" in summary
     assert "| split_claim_on_rule_model | 1 | 0 |" in summary
     assert "1 added, 1 removed, 1 changed answers." in summary
 

@@ -111,6 +111,10 @@ def test_magnitude_suffixes(answer, source, ok):
         ("Fees of 25 bps.", '{"fee": 0.003}', False),
         ("Fees of 25 bps.", '{"fee": 0.25}', False),
         ("Fees of 25 bps.", '{"note": "fee 0.25%"}', True),
+        ("Fees of 25-bps.", '{"fee": 0.0025}', True),  # hyphen-joined unit
+        ("Fees of 25-bps.", '{"fee": 0.003}', False),
+        ("Fee 0.25%.", '{"note": "fee 25-bps"}', True),  # a hyphen-joined unit in a source too
+        ("Fee 0.25%.", '{"note": "fee 25-day"}', False),
     ],
 )
 def test_basis_points(answer, source, ok):
@@ -194,17 +198,19 @@ def test_years_are_not_cited(answer, cited):
     [
         "Uses GARCH(1,1) and SMA(20).",
         "Features SMA_20, epoch_3 and RSI14.",
-        "Student is Qwen2.5-7B on x86_64 hardware.",
+        "Student is Qwen2.5-7B on x86_64 hardware.",  # neither 2.5 nor 7B
         "Execution at t+1 and T+2.",
-        "A 20-day window with a 30-day lookback.",
+        "Compared GPT-4 with a COVID-19 era regime.",
+        "Trained in the post-COVID-19 period.",  # the whole hyphen-joined word is the identifier
         "An 80/20 train/eval split.",
-        "Hyphen range 10-20 is descriptive.",
         "Served with 5m bars.",
         "Run v2 on H100 for Q1.",
+        "Over 2019-2021.",  # hyphen-joined years are still years
     ],
 )
 def test_identifiers_are_not_cited(answer):
     assert cited_numbers(answer) == []
+    assert grounded(answer)
 
 
 def test_identifier_does_not_hide_stated_value():
@@ -256,14 +262,73 @@ def test_code_spans_are_not_cited(answer, cited):
     "answer, cited",
     [
         ("Range 10–20% (en dash).", ["10", "20%"]),
-        ("Range 12.5%-15% is hyphen-joined.", []),
+        ("Range 12.5%-15% is hyphen-joined.", ["12.5%", "15%"]),
         ("**12.5%** and (0.125), then 7.", ["12.5%", "0.125", "7"]),
         ("Drawdown of -$1.2k or $-1.2k.", ["-$1.2k", "$-1.2k"]),
         ("Fee 25 bps; 3.4 million; 1,234 USD", ["25 bps", "3.4 million", "1,234 USD"]),
+        ("Paid USD1,000, then $-1.2k.", ["USD1,000", "$-1.2k"]),
     ],
 )
 def test_cited_tokens_as_written(answer, cited):
     assert cited_numbers(answer) == cited
+
+
+@pytest.mark.parametrize(
+    "answer, cited",
+    [
+        ("Hit rate about 45.3%-ish.", ["45.3%"]),
+        ("Returns between 12%-99%.", ["12%", "99%"]),  # the hyphen is a joiner, not a minus
+        ("A 99.9%-accurate model.", ["99.9%"]),
+        ("Fees of 25-bps.", ["25-bps"]),  # the unit is kept, as written
+        ("A 20-day window with a 30-day lookback.", ["20", "30"]),
+        ("Hyphen range 10-20 is descriptive.", ["10", "20"]),
+        ("PnL $1.2k-$1.5k.", ["$1.2k", "$1.5k"]),
+        ("A 3-to-1 ratio.", ["3", "1"]),  # starts with a digit: not an identifier
+        ("Drawdown -3.4%, a drawdown of -3.4%.", ["-3.4%", "-3.4%"]),  # a leading minus is a sign
+    ],
+)
+def test_hyphen_joined_numbers_are_cited(answer, cited):
+    assert cited_numbers(answer) == cited
+
+
+@pytest.mark.parametrize(
+    "answer, source, ok",
+    [
+        ("Hit rate about 45.3%-ish.", None, False),
+        ("Hit rate about 45.3%-ish.", '{"hit_rate": 0.453}', True),
+        ("Hit rate about 45.3%-ish.", '{"hit_rate": 0.463}', False),
+        ("Returns between 12%-99%.", '{"lo": 0.12, "hi": 0.99}', True),
+        ("Returns between 12%-99%.", '{"lo": 0.12}', False),
+        ("A 99.9%-accurate model.", '{"accuracy": 0.999}', True),
+        ("A 99.9%-accurate model.", '{"accuracy": 0.99}', False),
+        ("Fees of 25-bps.", '{"fee_bps": 25}', True),  # literal
+        ("Fees of 25-bps.", '{"fee": 0.0025}', True),  # scaled like "25 bps"
+        ("Fees of 25-bps.", '{"fee": 0.25}', False),
+        ("Fees of 25-bps.", None, False),
+        ("A 20-day window with a 30-day lookback.", '{"window": 20, "lookback": 30}', True),
+        ("A 20-day window with a 30-day lookback.", '{"window": 20}', False),
+        ("Hyphen range 10-20 is descriptive.", '{"lo": 10, "hi": 20}', True),
+        ("Hyphen range 10-20 is descriptive.", '{"hi": -20}', False),  # 10 is still missing
+    ],
+)
+def test_hyphen_joined_numbers_must_be_grounded(answer, source, ok):
+    outputs = [] if source is None else [source]
+    assert (ungrounded_numbers(answer, outputs) == []) is ok
+
+
+@pytest.mark.parametrize(
+    "answer, outputs, expected",
+    [
+        ("Hit rate about 45.3%-ish.", [], ["45.3%"]),
+        ("Returns between 12%-99%.", [], ["12%", "99%"]),
+        ("A 99.9%-accurate model.", [], ["99.9%"]),
+        ("Fees of 25-bps.", [], ["25-bps"]),
+        ("A 20-day window with a 30-day lookback.", ['{"window": 20}'], ["30"]),
+        ("Hyphen range 10-20 is descriptive.", ['{"lo": 10}'], ["20"]),
+    ],
+)
+def test_hyphen_joined_numbers_reported_as_written(answer, outputs, expected):
+    assert ungrounded_numbers(answer, outputs) == expected
 
 
 def test_ungrounded_in_order_and_deduplicated():

@@ -11,9 +11,10 @@ import pytest
 
 from distill import diagnostics
 from distill.judge import JudgeResult
-from distill.report import DISAGREE_FLAG, build_report
-from distill.scoring import score_predictions
+from distill.report import DISAGREE_FLAG, build_report, load_baseline
+from distill.scoring import score_frame
 from distill.selection import select_epoch
+from distill.summary import summarise
 from distill.workbench.registry import MODELS
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -23,7 +24,8 @@ GOLD = {"p": [INFO], "m": [{"name": "search_docs", "arguments": {"query": QUERY}
 WRONG_QUERY = {"name": "search_docs", "arguments": {"query": "fees slippage"}}
 PARAPHRASE = {"name": "search_docs", "arguments": {"query": "rule models train/test split?"}}
 # Which traces call the right tool per epoch: epoch 2 is best (7/8, m1 only under the overlap ruler),
-# epoch 3 regresses (5/8) but gets m3 right, which epoch 2 misses.
+# epoch 3 regresses (5/8) but gets m3 right, which epoch 2 misses. The untrained base (epoch 0) calls
+# nothing but always writes something; at epoch 2, m2's final turn imitates a tool response.
 RIGHT = {0: set(), 1: {"p0", "p1", "m0"}, 2: {"p0", "p1", "p2", "p3", "m0", "m1", "m2"},
          3: {"p0", "p1", "p2", "m0", "m3"}}
 CFG = {"scoring": {"query_overlap": 0.5, "bootstrap_samples": 200, "seed": 1,
@@ -42,12 +44,23 @@ class FixedJudge:
         return JudgeResult(0.0 if not answer or "bad" in answer else 1.0, [])
 
 
+MARKUP = '<tool_response>{"total_return": 0.125}</tool_response>'
+
+
 def pred_calls(trace_id: str, epoch: int) -> list[dict]:
     if epoch == 0:
         return []
     if trace_id in RIGHT[epoch]:
         return [PARAPHRASE] if trace_id == "m1" else GOLD[trace_id[0]]
     return [{"name": "list_models", "arguments": {}}] if trace_id[0] == "p" else [WRONG_QUERY]
+
+
+def pred_answer(trace_id: str, epoch: int, called: bool) -> str:
+    if epoch == 0:
+        return "A bad guess about the model."
+    if (trace_id, epoch) == ("m2", 2):
+        return MARKUP
+    return "Total return was 12.5%." if trace_id in RIGHT[epoch] else ("bad: 99%." if called else "")
 
 
 def predictions(epoch: int) -> pd.DataFrame:
@@ -60,9 +73,9 @@ def predictions(epoch: int) -> pd.DataFrame:
             "model_id": "sma_crossover", "model_kind": "rule", "ticker": "ACME",
             "question": f"Question {trace_id}?", "gold_calls": json.dumps(GOLD[trace_id[0]]),
             "gold_answer": "Total return was 12.5%.", "pred_calls": json.dumps(calls),
-            "pred_answer": "Total return was 12.5%." if right else ("" if not calls else "bad: 99%."),
+            "pred_answer": pred_answer(trace_id, epoch, bool(calls)),
             "tool_outputs": json.dumps([json.dumps({"total_return": 0.125})] if calls else []),
-            "failure": None if calls else "no_answer", "n_turns": 2, "raw_turns": "[]",
+            "failure": None, "n_turns": 2, "raw_turns": "[]",
         })
     return pd.DataFrame(rows)
 
@@ -82,8 +95,8 @@ def dataset_row(trace_id: str, category: str, answer: str) -> dict:
 def artifacts(tmp_path_factory: pytest.TempPathFactory) -> dict:
     """Score files for epochs 0..3, predictions, and a diagnostics dir built by the real build_all."""
     tmp = tmp_path_factory.mktemp("artifacts")
-    preds = {e: predictions(e) for e in RIGHT}
-    scores = {e: score_predictions(df, FixedJudge(), CFG["scoring"]) for e, df in preds.items()}
+    tables = {e: score_frame(predictions(e), FixedJudge(), CFG["scoring"]) for e in RIGHT}
+    scores = {e: summarise(t, CFG["scoring"], "fixed") for e, t in tables.items()}
     split = "SMA Crossover uses an 80/20 train/test split with out-of-sample results."
     fixed = "SMA Crossover runs a full-period backtest with no train/test split."
     grounded = [dataset_row("a", "methodology", split), dataset_row("b", "methodology", fixed),
@@ -101,11 +114,11 @@ def artifacts(tmp_path_factory: pytest.TempPathFactory) -> dict:
         paths[name] = tmp / f"{name}.parquet"
         df.to_parquet(paths[name], index=False)
     diagnostics.build_all(paths["grounded"], paths["rejected"], paths["corrected"], paths["log"],
-                          tmp / "results" / "diagnostics")
+                          paths["corrected"], paths["corrected"], tmp / "results" / "diagnostics")
     traces = pd.DataFrame({"trace_id": ["a", "b"], "backend": "offline-simulator",
                            "teacher_model": "offline-simulator-v1", "cost_usd": 0.0,
                            "injected_faults": ['["query_paraphrase"]', "[]"]})
-    return {"scores": scores, "predictions": preds, "traces": traces, "diag": tmp / "results" / "diagnostics"}
+    return {"scores": scores, "tables": tables, "traces": traces, "diag": tmp / "results" / "diagnostics"}
 
 
 def metrics(losses: list[float]) -> dict:
@@ -117,16 +130,16 @@ def metrics(losses: list[float]) -> dict:
 
 
 def render(artifacts: dict, out: Path, losses: list[float], traces: pd.DataFrame | None = None,
-           cfg: dict | None = None) -> str:
+           cfg: dict | None = None, baseline: dict | None = None) -> str:
     shutil.copytree(artifacts["diag"], out / "results" / "diagnostics")  # beside report.md, as in results/
     train_metrics = metrics(losses)
     selection = select_epoch(artifacts["scores"], {r["epoch"]: r["eval_loss"] for r in train_metrics["epochs"]},
                              ["tool_call", "judge"])
     plots = {k: out / "results" / "plots" / f"{k}.png"
              for k in ("metrics_by_epoch", "eval_loss_by_epoch", "tool_call_by_category")}
-    return build_report(artifacts["scores"], selection, train_metrics, out / "results" / "diagnostics",
-                        artifacts["predictions"], artifacts["traces"] if traces is None else traces,
-                        cfg or CFG, plots, out / "results" / "report.md")
+    return build_report(artifacts["scores"], artifacts["tables"], selection, train_metrics,
+                        out / "results" / "diagnostics", artifacts["traces"] if traces is None else traces,
+                        cfg or CFG, plots, out / "results" / "report.md", baseline)
 
 
 def test_disagreement_flagged_with_flips_and_plots(artifacts: dict, tmp_path: Path) -> None:
@@ -134,8 +147,7 @@ def test_disagreement_flagged_with_flips_and_plots(artifacts: dict, tmp_path: Pa
     assert (tmp_path / "results" / "report.md").read_text() == text
     assert DISAGREE_FLAG in text and "Lowest eval loss is epoch 3" in text
     assert "**Chosen checkpoint: epoch 2**" in text and "**Ship bar: FAIL** (tool_call 0.88 < 0.90;" in text
-    assert ("**Regression: yes**: epoch 2 is at or above the untrained base on every metric; training past "
-            "it regressed tool_call (0.88 → 0.62 at epoch 3)") in text
+    assert "Training past the pick lost ground by epoch 3: tool_call 0.88 → 0.62" in text
     assert "the offline SIMULATOR, not Claude" in text
     lines = text.splitlines()
     for epoch in range(4):
@@ -143,14 +155,17 @@ def test_disagreement_flagged_with_flips_and_plots(artifacts: dict, tmp_path: Pa
     assert any(line.startswith("| 2 | 0.88 [") and line.endswith("| task pick |") for line in lines)
     assert any(line.startswith("| 3 | ") and line.endswith("| eval-loss pick |") for line in lines)
     # flips between the picks, with questions, both ways
-    assert "3 trace(s) right only at epoch 2, 1 right only at epoch 3" in text
+    assert "3 question(s) right only at epoch 2, 1 right only at epoch 3" in text
     for trace_id in ("p3", "m1", "m2", "m3"):
         assert any(line.startswith(f"| {trace_id} | ") and f"Question {trace_id}?" in line for line in lines)
-    assert "Epoch 0 → epoch 2: 7 trace(s) gained a correct tool call, 0 lost one." in text
-    # ruler sensitivity: m1's paraphrased search_docs query passes overlap, fails exact match
-    assert "accepts 1 trace(s) that exact match rejects; 1 of them call `search_docs`" in text
+    assert "Epoch 0 → epoch 2: 7 question(s) gained a correct tool call, 0 lost one." in text
+    assert "Epoch 0 → epoch 2: 0 question(s) gained an answer, 1 lost one." in text
+    # ruler sensitivity: m1's paraphrased search_docs query passes overlap, fails exact match, and the
+    # report says what BM25 actually retrieves for it
+    assert "accepts 1 question(s) that exact match rejects. The leniencies they needed: `query_paraphrase` ×1" in text
+    assert "BM25 returns the gold query's documents for" in text
     assert "| methodology | 4 | 0.50 | 0.75 | 0.25 |" in text
-    assert "| agent-loop failure | no_answer | 8 | 0 | 0 | 0 |" in text
+    assert "| not an answer | markup_in_answer | 0 | 0 | 1 | 0 |" in text
     # dataset diagnostics
     assert "| split_claim_on_rule_model | 1 | 0 |" in text
     assert "| drop-split |" in text and "0 added, 0 removed, 1 changed answers." in text
@@ -158,6 +173,39 @@ def test_disagreement_flagged_with_flips_and_plots(artifacts: dict, tmp_path: Pa
         assert f"](plots/{name}.png)" in text
         assert (tmp_path / "results" / "plots" / f"{name}.png").read_bytes()[:8] == PNG_SIGNATURE
     assert "](diagnostics/summary.md)" in text
+
+
+def test_regression_is_any_category_or_the_answered_rate_below_epoch_0(artifacts: dict, tmp_path: Path) -> None:
+    text = render(artifacts, tmp_path, [2.5, 1.2, 0.9, 0.7])
+    verdict = next(line for line in text.splitlines() if line.startswith("**Regression:"))
+    assert verdict.startswith("**Regression: yes**: epoch 2 is below the untrained base (epoch 0) on ")
+    assert "answered 1.00 → 0.88" in verdict and "answered (methodology) 1.00 → 0.75" in verdict
+    assert "tool_call" not in verdict  # tool-call rose everywhere
+    assert "1 of 8 held-out questions get no answer at epoch 2 (`markup_in_answer` ×1)" in text
+
+
+def test_regression_against_a_previous_pick(artifacts: dict, tmp_path: Path) -> None:
+    previous = tmp_path / "previous"
+    (previous / "scores").mkdir(parents=True)
+    (previous / "selection.json").write_text(json.dumps({"task_epoch": 1}))
+    better = json.loads(json.dumps(artifacts["scores"][2]))
+    better["per_category"]["performance"]["judge"]["value"] = 1.0
+    better["per_category"]["methodology"]["tool_call"]["value"] = 0.9
+    (previous / "scores" / "epoch_1.json").write_text(json.dumps(better))
+    text = render(artifacts, tmp_path / "out", [2.5, 1.2, 0.9, 0.7], baseline=load_baseline(previous))
+    assert f"it is below the previous pick (epoch 1 of {previous}) on tool_call (methodology) 0.90 → 0.75" in text
+    with pytest.raises(FileNotFoundError, match="report.baseline"):
+        load_baseline(tmp_path / "nowhere")
+
+
+def test_examples_show_real_questions_answers_and_verdicts(artifacts: dict, tmp_path: Path) -> None:
+    text = render(artifacts, tmp_path, [2.5, 1.2, 0.9, 0.7])
+    section = text.split("## Held-out examples (epoch 2)", 1)[1].split("\n## ", 1)[0]
+    assert section.count("**methodology**") == 2 and section.count("**performance**") == 2
+    assert "- Question: `Question m2?`" in section
+    assert f"- Student (epoch 2): `{MARKUP}`" in section
+    assert "**not an answer** (`markup_in_answer`); not grounded; judge 0.00 (`markup_in_answer`" in section
+    assert "- Gold answer: `Total return was 12.5%.`" in section
 
 
 def test_agreement_not_flagged(artifacts: dict, tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""One test per rule and leniency of distill.scoring (DESIGN.md "Scoring")."""
+"""One test per rule and leniency of distill.scoring and distill.summary (docs/design.md "Scoring")."""
 
 from __future__ import annotations
 
@@ -9,13 +9,18 @@ import pytest
 
 from distill.scoring import (
     ERRORS,
+    LENIENCIES,
+    SCORE_COLUMNS,
     check_call,
+    check_sequence,
+    paraphrase_same_docs,
     query_overlap,
-    score_predictions,
-    sequence_match,
+    score_frame,
     strict_call_match,
+    strict_check_call,
     tool_call_match,
 )
+from distill.summary import summarise
 
 # The workbench's tool schemas as CONTRACTS.md describes them; passed explicitly so these tests pin
 # the scorer's rules independently of tools.py.
@@ -160,14 +165,53 @@ def test_strict_and_overlap_rulers_differ_on_paraphrase():
     assert match(pred, gold) and not strict_call_match(pred, gold)
 
 
-def test_sequence_match_length_and_positions():
+def test_check_sequence_length_and_positions():
     a, b = call("list_models"), call("get_model_info", model_id="sma_crossover")
-    ruler = lambda p, g: tool_call_match(p, g, tools=TOOLS)
-    assert sequence_match([a, b], [a, b], ruler=ruler)
-    assert not sequence_match([a], [a, b], ruler=ruler)
-    assert not sequence_match([a, b, b], [a, b], ruler=ruler)
-    assert not sequence_match([b, a], [a, b], ruler=ruler)
-    assert sequence_match([], [], ruler=strict_call_match)
+    lenient = lambda p, g: check_call(p, g, tools=TOOLS)
+    assert check_sequence([a, b], [a, b], lenient).valid
+    assert check_sequence([a], [a, b], lenient).error == "missing_call"
+    assert check_sequence([a, b, b], [a, b], lenient).error == "extra_call"
+    assert check_sequence([b, a], [a, b], lenient).error == "wrong_name"
+    assert check_sequence([], [], strict_check_call).valid
+
+
+@pytest.mark.parametrize("pred, leniency", [
+    ({**BT, "fee_bps": 25}, "numeric_type"),
+    ({**BT, "ticker": "acme"}, "identifier_case"),
+    ({**BT, "ticker": " ACME "}, "whitespace"),
+    ({**BT, "start": "20190102"}, "date_format"),
+    ({**BT, "slippage_bps": 2.0}, "default_argument"),
+])
+def test_leniencies_are_named_and_strict_rejects_them(pred, leniency):
+    result = check(call("run_backtest", **pred), call("run_backtest", **BT))
+    assert result.valid and result.leniencies == (leniency,)
+    assert not strict_call_match(call("run_backtest", **pred), call("run_backtest", **BT))
+    assert set(result.leniencies) <= set(LENIENCIES)
+
+
+def test_exact_match_needs_no_leniency():
+    assert check(call("run_backtest", **BT), call("run_backtest", **BT)).leniencies == ()
+    gold = call("search_docs", query="look-ahead bias next bar execution")
+    assert check(call("search_docs", query="next bar execution look-ahead bias"), gold).leniencies == (
+        "query_paraphrase",)
+
+
+def test_strict_errors_use_the_same_taxonomy():
+    gold = call("run_backtest", **BT)
+    assert strict_check_call(call("run_backtest", **{**BT, "fee_bps": 25}), gold).error == "wrong_value"
+    assert strict_check_call(call("get_model_info", model_id="x"), gold).error == "wrong_name"
+    no_fee = {k: v for k, v in BT.items() if k != "fee_bps"}
+    assert strict_check_call(call("run_backtest", **no_fee), gold).error == "missing_argument"
+    assert strict_check_call(call("search_docs", query="a b"), call("search_docs", query="a c")).error == \
+        "query_mismatch"
+
+
+def test_paraphrase_documents_are_compared_with_bm25():
+    gold = [call("search_docs", query="look-ahead bias next bar execution")]
+    assert paraphrase_same_docs([call("search_docs", query="next bar execution look-ahead bias")], gold) is True
+    assert paraphrase_same_docs([call("search_docs", query="option premium Black-Scholes")], gold) is False
+    assert paraphrase_same_docs(gold, gold) is None  # nothing paraphrased
+    assert paraphrase_same_docs([call("list_models")], gold) is None
 
 
 def test_default_schemas_are_the_workbench_tools():
@@ -201,13 +245,14 @@ def _frame() -> pd.DataFrame:
         ("performance", info, "bad: Total return was 99%."),
         ("methodology", [call("search_docs", query="split for ML")], "It uses no split."),
         ("methodology", [], ""),
+        ("methodology", [call("search_docs", query="ML split")], f"<tool_response>{out[0]}</tool_response>"),
     ]
     return pd.DataFrame([{
         "trace_id": f"t{i}", "category": cat, "model_id": "sma_crossover", "model_kind": "rule",
         "ticker": "ACME", "question": "q", "gold_answer": "g",
         "gold_calls": json.dumps(info if cat == "performance" else [call("search_docs", query="ML split")]),
         "pred_calls": json.dumps(calls), "pred_answer": answer, "tool_outputs": json.dumps(out),
-        "failure": "no_answer" if not answer else None, "n_turns": 2, "raw_turns": "[]",
+        "failure": "turn_limit" if not answer else None, "n_turns": 2, "raw_turns": "[]",
     } for i, (cat, calls, answer) in enumerate(rows)])
 
 
@@ -215,30 +260,49 @@ CFG = {"query_overlap": 0.5, "bootstrap_samples": 200, "seed": 1,
        "ship_bar": {"tool_call": 0.9, "grounded": 0.99, "judge": 0.5}}
 
 
-def test_score_predictions_rates_ci_and_categories():
-    scores = score_predictions(_frame(), FixedJudge(), CFG, tools=TOOLS)
+def _scores(df: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
+    frame = score_frame(df, FixedJudge(), CFG, tools=TOOLS)
+    return frame, summarise(frame, CFG, "fixed")
+
+
+def test_per_question_table_explains_each_verdict():
+    frame, _ = _scores(_frame())
+    assert tuple(frame.columns) == SCORE_COLUMNS and len(frame) == 7
+    rows = frame.set_index("trace_id")
+    assert json.loads(rows.at["t3", "ungrounded"]) == ["99%"] and rows.at["t2", "call_error"] == "wrong_name"
+    assert rows.at["t4", "tool_call"] and not rows.at["t4", "tool_call_strict"]
+    assert json.loads(rows.at["t4", "leniencies"]) == ["query_paraphrase"]
+    assert rows.at["t4", "strict_error"] == "query_mismatch" and rows.at["t4", "paraphrase_same_docs"] is not None
+    # non-answers: not answered, not grounded, judge 0, whatever the judge would have said
+    for trace_id, reason in (("t5", "no_answer"), ("t6", "markup_in_answer")):
+        assert not rows.at[trace_id, "answered"] and rows.at[trace_id, "answer_reason"] == reason
+        assert not rows.at[trace_id, "grounded"]
+    assert rows.at["t6", "tool_call"]  # the call was right; the answer was not an answer
+
+
+def test_summary_rates_ci_and_categories():
+    _, scores = _scores(_frame())
     json.dumps(scores)  # JSON-able as written to results/scores/
     overall, perf = scores["overall"], scores["per_category"]["performance"]
-    assert scores["n"] == overall["n"] == 6
-    assert overall["tool_call"]["value"] == pytest.approx(4 / 6)   # row 3 wrong name, row 6 missing call
-    assert overall["tool_call_strict"]["value"] == pytest.approx(3 / 6)  # paraphrased query fails strict
-    assert overall["grounded"]["value"] == pytest.approx(4 / 6)    # 99% ungrounded, empty answer
-    assert overall["judge"]["value"] == pytest.approx(5 / 6)
-    for metric in ("tool_call", "tool_call_strict", "grounded", "judge"):
+    assert scores["n"] == overall["n"] == 7
+    assert overall["tool_call"]["value"] == pytest.approx(5 / 7)   # t2 wrong name, t5 missing call
+    assert overall["tool_call_strict"]["value"] == pytest.approx(4 / 7)  # paraphrased query fails strict
+    assert overall["answered"]["value"] == pytest.approx(5 / 7)
+    assert overall["grounded"]["value"] == pytest.approx(4 / 7)    # 99% ungrounded, two non-answers
+    for metric in ("tool_call", "tool_call_strict", "answered", "grounded", "judge"):
         lo, hi = overall[metric]["ci95"]
         assert 0.0 <= lo <= overall[metric]["value"] <= hi <= 1.0
     assert (perf["n"], perf["tool_call"]["value"]) == (4, 0.75)
-    assert scores["per_category"]["methodology"]["tool_call"]["value"] == 0.5
     assert overall["call_errors"]["wrong_name"] == 1 and overall["call_errors"]["missing_call"] == 1
-    assert overall["failures"]["no_answer"] == 1
-    examples = {e["trace_id"]: e for e in scores["examples"]}
-    assert examples["t3"]["ungrounded"] == ["99%"] and examples["t2"]["call_error"] == "wrong_name"
-    assert score_predictions(_frame(), FixedJudge(), CFG, tools=TOOLS) == scores  # seeded
+    assert overall["failures"]["turn_limit"] == 1
+    assert overall["answer_reasons"] == {"no_answer": 1, "markup_in_answer": 1, "echoed_tool_output": 0,
+                                         "echoed_question": 0}
+    assert overall["lenient_only"]["query_paraphrase"] == 1
+    assert _scores(_frame())[1] == scores  # seeded
 
 
 def test_ship_bar_fail_and_pass():
-    bar = score_predictions(_frame(), FixedJudge(), CFG, tools=TOOLS)["ship_bar"]
+    bar = _scores(_frame())[1]["ship_bar"]
     assert not bar["passed"] and not bar["tool_call"]["passed"] and bar["judge"]["passed"]
-    good = _frame().iloc[[0, 1, 4]]
-    bar = score_predictions(good, FixedJudge(), CFG, tools=TOOLS)["ship_bar"]
+    bar = _scores(_frame().iloc[[0, 1, 4]])[1]["ship_bar"]
     assert bar["passed"] and bar["grounded"]["value"] == 1.0

@@ -15,9 +15,11 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from distill.io import atomic_path
+from distill.report.figures import stat
+from distill.summary import METRICS
 
-METRICS = ("tool_call", "tool_call_strict", "grounded", "judge")
-COLORS = {"tool_call": "tab:blue", "tool_call_strict": "tab:cyan", "grounded": "tab:green", "judge": "tab:orange"}
+COLORS = {"tool_call": "tab:blue", "tool_call_strict": "tab:cyan", "answered": "tab:purple", "grounded": "tab:green",
+          "judge": "tab:orange"}
 
 
 def _figure() -> tuple[Figure, Axes]:
@@ -31,12 +33,6 @@ def _save(fig: Figure, path: str | Path) -> None:
     """Save as PNG through a temp sibling (format given: the temp name's suffix is not .png)."""
     with atomic_path(path, ".png") as tmp:
         fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
-
-
-def _stat(score: dict, metric: str, category: str | None = None) -> dict:
-    """{value, ci95} of a metric, overall or for one category; empty when absent."""
-    group = score.get("overall", {}) if category is None else score.get("per_category", {}).get(category, {})
-    return group.get(metric) or {}
 
 
 def _error_bars(stats: list[dict]) -> tuple[np.ndarray, np.ndarray]:
@@ -53,8 +49,8 @@ def metrics_by_epoch(scores: dict[int, dict], path: str | Path) -> None:
     epochs = sorted(scores)
     fig, ax = _figure()
     for i, metric in enumerate(METRICS):
-        values, err = _error_bars([_stat(scores[e], metric) for e in epochs])
-        offset = (i - 1.5) * 0.04  # keep overlapping error bars apart
+        values, err = _error_bars([stat(scores[e], metric) for e in epochs])
+        offset = (i - (len(METRICS) - 1) / 2) * 0.04  # keep overlapping error bars apart
         ax.errorbar(np.array(epochs) + offset, values, yerr=err, marker="o", capsize=3,
                     color=COLORS[metric], label=metric)
     bar = scores[epochs[-1]].get("ship_bar", {}) if epochs else {}
@@ -96,7 +92,7 @@ def tool_call_by_category(scores: dict[int, dict], epochs: list[int], path: str 
     width = 0.8 / max(len(epochs), 1)
     fig, ax = _figure()
     for i, epoch in enumerate(epochs):
-        values, err = _error_bars([_stat(scores[epoch], "tool_call", c) for c in categories])
+        values, err = _error_bars([stat(scores[epoch], "tool_call", c) for c in categories])
         ax.bar(x + (i - (len(epochs) - 1) / 2) * width, np.nan_to_num(values), width, yerr=err,
                capsize=3, label=f"epoch {epoch}")
     ax.set_xticks(x, categories)

@@ -1,0 +1,84 @@
+"""Per-epoch score summaries: rates with bootstrap CIs overall and per category, reason counts, ship bar.
+
+Built from the per-question table of distill.scoring (results/scores/epoch_<n>.parquet), so every
+figure in results/scores/epoch_<n>.json can be traced to the questions behind it. `judge` is the mean
+judge score (0–1), not a pass rate.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from distill.answers import ANSWER_REASONS
+from distill.chat import LOOP_FAILURES
+from distill.judge import JUDGE_REASONS
+from distill.scoring import ERRORS, LENIENCIES, SEQUENCE_ERRORS
+
+METRICS = ("tool_call", "tool_call_strict", "answered", "grounded", "judge")
+DEFAULT_CFG: dict[str, Any] = {
+    "bootstrap_samples": 1000,
+    "seed": 0,
+    "ship_bar": {"tool_call": 0.90, "grounded": 0.99, "judge": 0.7},
+}
+
+
+def _estimate(values: np.ndarray, idx: np.ndarray | None) -> dict:
+    """Mean with a percentile-bootstrap 95% CI over the resampled row indices `idx` (B × n)."""
+    if idx is None:
+        return {"value": None, "ci95": [None, None]}
+    lo, hi = np.percentile(values[idx].mean(axis=1), [2.5, 97.5])
+    return {"value": float(values.mean()), "ci95": [float(lo), float(hi)]}
+
+
+def _counts(values: list[str], taxonomy: tuple[str, ...]) -> dict[str, int]:
+    """Occurrences per reason: the taxonomy in its order (zeros kept), then any other reason seen."""
+    seen = Counter(v for v in values if v)
+    return {r: seen.get(r, 0) for r in (*taxonomy, *sorted(set(seen) - set(taxonomy)))}
+
+
+def _group(rows: pd.DataFrame, cfg: dict) -> dict:
+    """Rates with CIs and reason counts for one group; the same resamples serve every metric (paired)."""
+    n = len(rows)
+    rng = np.random.default_rng(cfg["seed"])  # reseeded per group: a group's CI never depends on others
+    idx = rng.integers(0, n, size=(cfg["bootstrap_samples"], n)) if n else None
+    summary: dict[str, Any] = {"n": n}
+    for metric in METRICS:
+        summary[metric] = _estimate(rows[metric].astype(float).to_numpy(), idx)
+    lenient_only = rows[rows["tool_call"] & ~rows["tool_call_strict"]]
+    summary.update({
+        "call_errors": _counts(list(rows["call_error"].dropna()), ERRORS + SEQUENCE_ERRORS),
+        "strict_errors": _counts(list(rows["strict_error"].dropna()), ERRORS + SEQUENCE_ERRORS),
+        "lenient_only": _counts([x for cell in lenient_only["leniencies"] for x in json.loads(cell)], LENIENCIES),
+        "failures": _counts(list(rows["failure"].dropna()), LOOP_FAILURES),
+        "answer_reasons": _counts(list(rows["answer_reason"].dropna()), ANSWER_REASONS),
+        "judge_reasons": _counts([x for cell in rows["judge_reasons"] for x in json.loads(cell)], JUDGE_REASONS),
+    })
+    return summary
+
+
+def summarise(frame: pd.DataFrame, cfg: dict, judge_name: str) -> dict:
+    """The score file of one epoch: overall and per-category groups and the ship bar.
+
+    The ship bar compares point estimates (not CI bounds) with `cfg["ship_bar"]`; a metric with no rows
+    fails it. Missing cfg keys take DEFAULT_CFG.
+    """
+    cfg = {**DEFAULT_CFG, **cfg, "ship_bar": {**DEFAULT_CFG["ship_bar"], **cfg.get("ship_bar", {})}}
+    overall = _group(frame, cfg)
+    bar: dict[str, Any] = {}
+    for metric, threshold in cfg["ship_bar"].items():
+        value = overall[metric]["value"]
+        bar[metric] = {"value": value, "threshold": threshold, "passed": value is not None and value >= threshold}
+    bar["passed"] = all(v["passed"] for v in bar.values())
+    return {
+        "n": len(frame),
+        "judge_name": judge_name,
+        "config": cfg,
+        "overall": overall,
+        "per_category": {c: _group(frame[frame["category"] == c], cfg) for c in sorted(set(frame["category"]))},
+        "ship_bar": bar,
+    }

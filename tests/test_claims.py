@@ -1,0 +1,97 @@
+"""distill.claims: the registry-contradiction and key-fact rules shared by the judge and the diagnostics."""
+
+from __future__ import annotations
+
+import pytest
+
+from distill.claims import (CONTRADICTIONS, SUSPECT_ISSUES, affirmed, contradictions, named_entities,
+                            registry_sources, source_terms, stated_facts, suspect_gold)
+from distill.workbench.registry import MODELS
+
+RULE, ML = MODELS["sma_crossover"], MODELS["ridge_forecaster"]
+
+
+def issues(text: str, spec=RULE, category: str = "methodology") -> set[str]:
+    return {f.issue for f in contradictions(text, spec, category)}
+
+
+def test_taxonomies_are_fixed():
+    assert CONTRADICTIONS == ("split_claim_on_rule_model", "no_split_on_ml_model", "data_source_foreign_terms")
+    assert SUSPECT_ISSUES == ("unknown_model", *CONTRADICTIONS, "data_source_missing_terms")
+
+
+@pytest.mark.parametrize("text", [
+    "As with every workbench model, results use the default 80/20 train/test split and are reported out-of-sample.",
+    "It is validated on a chronological split.",
+    "Results are held-out on the last 20% of the window.",
+    "It is trained on the first 80% of the data.",
+])
+def test_split_claims_contradict_a_rule_model(text):
+    assert issues(text) == {"split_claim_on_rule_model"}
+    assert issues(text, ML) == set()
+
+
+@pytest.mark.parametrize("text", [
+    "SMA Crossover is rule-based with nothing to fit, so it is backtested over the full period with no "
+    "train/test split.",
+    "There is no train/test split and nothing is held out.",
+    "It does not use an out-of-sample period.",
+    "Without a train/test split, the whole window is the backtest.",
+])
+def test_negated_split_claims_do_not_contradict(text):
+    assert issues(text) == set()
+
+
+@pytest.mark.parametrize("text", [
+    "It is backtested over the full period with no train/test split.",
+    "Nothing is fitted: it is rule-based.",
+    "It uses the entire history without any split.",
+])
+def test_no_split_claims_contradict_the_ml_model(text):
+    assert issues(text, ML) == {"no_split_on_ml_model"}
+
+
+def test_foreign_data_sources_contradict_on_data_source_questions_only():
+    assert issues("It uses daily close prices and volume.", RULE, "data_source") == {"data_source_foreign_terms"}
+    assert issues("It uses close prices, not volume.", RULE, "data_source") == set()
+    assert issues("It uses close prices and volume.", ML, "data_source") == set()
+    assert issues("Minute-level order book data.", RULE, "data_source") == {"data_source_foreign_terms"}
+    assert issues("It uses daily close prices and volume.", RULE, "performance") == set()
+
+
+def test_suspect_gold_adds_unknown_model_and_missing_terms():
+    assert [f.issue for f in suspect_gold("Total return 3%.", "no_such_model", "performance")] == ["unknown_model"]
+    found = suspect_gold("Donchian Breakout uses daily close prices.", "donchian_breakout", "data_source")
+    assert [(f.issue, f.detail) for f in found] == [("data_source_missing_terms", "donchian_breakout uses: high, low")]
+
+
+def test_registry_sources_follow_the_registry():
+    assert registry_sources(ML) == {"close", "volume"}
+    assert registry_sources(MODELS["donchian_breakout"]) == {"close", "high", "low"}
+    assert registry_sources(MODELS["covered_call"]) == {"close", "black-scholes"}
+    assert "high" not in source_terms("high-frequency tick data")
+
+
+@pytest.mark.parametrize("text, facts", [
+    ("fitted on a chronological 80/20 train/test split, out-of-sample", {"chronological", "train/test split",
+                                                                         "out-of-sample"}),
+    ("rule-based with nothing to fit, full period, no train/test split", {"nothing fitted", "full period", "no split"}),
+    ("trades on the bar after each signal", {"next bar"}),
+    ("priced with Black-Scholes from realized volatility", {"Black-Scholes", "realised volatility"}),
+    ("It never trades on the next bar.", set()),
+])
+def test_stated_facts(text, facts):
+    assert stated_facts(text) == facts
+
+
+def test_negation_stays_within_its_sentence_and_window():
+    assert affirmed("There is no cost. It uses a train/test split.", r"train/test split")
+    assert not affirmed("It does not rely on any train/test split.", r"train/test split")
+    assert affirmed("No fees apply to the signal, which then feeds a long and detailed train/test split.",
+                    r"train/test split")  # the negation is more than NEGATION_WINDOW words before
+
+
+def test_named_entities():
+    assert named_entities("SMA Crossover on ACME beat rsi_reversion on BOLT.") == {
+        "sma_crossover", "rsi_reversion", "ACME", "BOLT"}
+    assert named_entities("SMA Crossover on ACME.", tickers=False) == {"sma_crossover"}
