@@ -35,6 +35,9 @@ def test_data_half_builds_and_shows_the_injected_faults(built):
     train = pd.read_parquet(built / "results/split/train.parquet")
     evals = pd.read_parquet(built / "results/split/eval.parquet")
     assert set(train["question"]).isdisjoint(evals["question"])
+    assert set(train["gold_calls"]).isdisjoint(evals["gold_calls"])  # split.group_by: gold_plan
+    sat_plans = sat.loc["data_source", ["n_unique_questions", "n_unique_plans"]].tolist()
+    assert sat_plans[1] == 5 and sat_plans[0] > 5  # one plan per model, however many tickers
 
 
 def test_up_to_date_tree_plans_nothing(built):
@@ -46,7 +49,7 @@ def test_corrections_edit_reruns_corrected_and_after_only(built):
     with edited_file(built / "corrections.yaml", lambda text: text + "# a reviewer's note\n"):
         jobs = planned_jobs(built, SPLIT)
         assert set(jobs) == {"apply_corrections", "split_dataset"}
-        assert set(planned_jobs(built, TARGET)) == {"apply_corrections", "diagnose_dataset"}
+        assert set(planned_jobs(built, TARGET)) == {"apply_corrections", "split_dataset", "diagnose_dataset"}
 
 
 def test_grounding_edit_reruns_grounding_onward_never_the_teacher(built):

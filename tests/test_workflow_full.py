@@ -1,6 +1,7 @@
 """The whole DAG through real Snakemake on a tiny config: report, HTML report, incremental rebuilds."""
 import json
 
+import pandas as pd
 import pytest
 
 from tests.workflow_helpers import copy_workflow, edited_file, edited_config, planned_jobs, snakemake
@@ -46,11 +47,33 @@ def test_report_answers_the_question(built):
 
 
 
-def test_scorer_edit_reruns_score_selection_report_only(built):
-    with edited_file(built / "distill/scoring.py"):
+@pytest.mark.parametrize("module", ["scoring.py", "answers.py", "claims.py", "judge.py", "text.py"])
+def test_scorer_edit_reruns_score_selection_report_only(built, module):
+    with edited_file(built / "distill" / module):
         jobs = planned_jobs(built, REPORT)
         assert set(jobs) == {"score_epoch", "select_epoch", "build_report"}
         assert jobs["score_epoch"] == 3
+
+
+def test_the_ruler_is_honest_on_the_built_tree(built):
+    """Whatever the tiny student writes: markup or tool JSON is never answered, grounded or judged above 0,
+    and no held-out gold plan occurs in training."""
+    for epoch in (0, 1, 2):
+        table = pd.read_parquet(built / f"results/scores/epoch_{epoch}.parquet")
+        preds = pd.read_parquet(built / f"results/predictions/epoch_{epoch}.parquet")
+        assert list(table["trace_id"]) == list(preds["trace_id"])
+        fake = table["pred_answer"].str.contains(r"<tool_|<\|im_|^\s*[{\[]|^\s*$", regex=True)
+        assert not table.loc[fake, "answered"].any() and not table.loc[fake, "grounded"].any()
+        assert (table.loc[fake, "judge"] == 0).all()
+        summary = json.loads((built / f"results/scores/epoch_{epoch}.json").read_text())
+        assert summary["overall"]["answered"]["value"] == pytest.approx(table["answered"].mean())
+    train = pd.read_parquet(built / "results/split/train.parquet")
+    evals = pd.read_parquet(built / "results/split/eval.parquet")
+    assert set(train["gold_calls"]).isdisjoint(evals["gold_calls"])
+    overlap = pd.read_parquet(built / "results/diagnostics/overlap.parquet").set_index("category")
+    assert overlap.loc["(all)", ["same_question", "same_gold_plan", "same_gold_answer"]].tolist() == [0, 0, 0]
+    text = (built / REPORT).read_text()
+    assert "## Held-out examples" in text and "- Student (epoch " in text and "answered" in text
 
 
 def test_scoring_config_edit_reruns_score_selection_report_only(built, tmp_path):

@@ -117,10 +117,11 @@ def causes(scores: dict[int, dict], chosen: int, diag: dict[str, pd.DataFrame | 
         out.append(f"the exact-match ruler would report {fmt(strict)} instead of {fmt(lenient)} "
                    f"(see Ruler sensitivity for why)")
     sat = diag.get("saturation")
-    if sat is not None and not sat.empty and sat["rows_per_plan"].max() > 1:
-        top = sat.sort_values("rows_per_plan", ascending=False).iloc[0]
-        out.append(f"{top['category']} is saturated: {int(top['n_unique_plans'])} distinct gold plan(s) and "
-                   f"{int(top['n_unique_questions'])} distinct question(s) in {int(top['n_rows'])} rows")
+    if sat is not None and not sat.empty and (saturated := sat[sat["rows_per_plan"] > 1]).size:
+        out.append("saturated: " + "; ".join(
+            f"{r['category']} has {int(r['n_unique_plans'])} distinct gold plan(s) in {int(r['n_rows'])} rows "
+            f"({int(r['n_unique_questions'])} distinct question(s))"
+            for _, r in saturated.sort_values("rows_per_plan", ascending=False).iterrows()))
     overlap = diag.get("overlap")
     if overlap is not None and not overlap.empty:
         total = overlap[overlap["category"] == "(all)"].iloc[0]
