@@ -18,6 +18,7 @@ include: "rules/dataset.smk"
 include: "rules/train.smk"
 include: "rules/evaluate.smk"
 include: "rules/report.smk"
+include: "rules/compare.smk"
 
 
 rule all:

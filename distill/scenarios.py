@@ -1,8 +1,9 @@
 """The scenario grid: model × legal ticker × question template, each with its gold tool plan.
 
 Templates are deliberately few. Methodology questions do not mention the ticker, so the grid asks the
-same dozen methodology questions many times over: that saturation is real in production data and the
-diagnostics must show it.
+same sixteen methodology questions many times over: that saturation is real in production data and the
+diagnostics must show it. Each methodology query names the model, so every methodology question has a
+gold plan of its own and the split can hold out enough distinct ones to measure (split.min_eval_groups).
 """
 
 from __future__ import annotations
@@ -40,7 +41,9 @@ TEMPLATES: tuple[Template, ...] = (
     Template("method_validation", "methodology", "How is {name} validated?",
              query="{name} validation train test split"),
     Template("method_lookahead", "methodology", "How does {name} avoid look-ahead bias in its backtest?",
-             query="look-ahead bias next bar execution"),
+             query="{name} look-ahead bias next bar execution"),
+    Template("method_costs", "methodology", "How do trading costs affect {name}'s results?",
+             query="{name} fees slippage costs"),
     Template("method_options", "methodology", "How are the option premiums of {name} priced?",
              options_only=True, query="option premium Black-Scholes realised volatility"),
 )

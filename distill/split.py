@@ -38,11 +38,14 @@ def group_keys(df: pd.DataFrame, group_by: str) -> pd.Series:
     raise ValueError(f"split.group_by must be one of {GROUP_BY}, got {group_by!r}")
 
 
-def _held_out_groups(sizes: pd.Series, target: float, seed: int) -> list[str]:
+def _held_out_groups(sizes: pd.Series, target: float, seed: int, min_groups: int = 1) -> list[str]:
     """Groups in seeded order, each taken if it brings the held-out row count closer to `target`.
 
     A group is never taken if it would leave no training rows; a category with two or more groups
-    always holds out at least one (the smallest), so every category is evaluated.
+    always holds out at least one (the smallest), so every category is evaluated. Then more groups are
+    taken, in the same order, until `min_groups` are held out or half the category's groups are: a
+    category of few large groups (one gold plan asked for every ticker) would otherwise be measured on
+    two or three distinct questions.
     """
     total, taken, chosen = int(sizes.sum()), 0, []
     for group in sorted(sizes.index, key=lambda g: _rank(seed, g)):
@@ -52,17 +55,23 @@ def _held_out_groups(sizes: pd.Series, target: float, seed: int) -> list[str]:
             taken += size
     if not chosen and len(sizes) > 1:
         chosen.append(min(sizes.index, key=lambda g: (sizes[g], _rank(seed, g))))
+    for group in sorted(sizes.index, key=lambda g: _rank(seed, g)):
+        if len(chosen) >= min(min_groups, len(sizes) // 2):
+            break
+        if group not in chosen:
+            chosen.append(group)
     return chosen
 
 
-def split_dataset(df: pd.DataFrame, eval_fraction: float, seed: int,
-                  group_by: str = "gold_plan") -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Per category, hold out whole groups until about `eval_fraction` of its rows are held out."""
+def split_dataset(df: pd.DataFrame, eval_fraction: float, seed: int, group_by: str = "gold_plan",
+                  min_eval_groups: int = 1) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per category, hold out whole groups until about `eval_fraction` of its rows are held out, and at
+    least `min_eval_groups` groups (at most half of them)."""
     keys = group_keys(df, group_by)
     is_eval = pd.Series(False, index=df.index)
     for _, part in df.groupby("category", sort=True):
         part_keys = keys[part.index]
-        held = _held_out_groups(part_keys.value_counts(), eval_fraction * len(part), seed)
+        held = _held_out_groups(part_keys.value_counts(), eval_fraction * len(part), seed, min_eval_groups)
         is_eval[part.index] = part_keys.isin(held)
     train = df[~is_eval].assign(split="train").reset_index(drop=True)
     evals = df[is_eval].assign(split="eval").reset_index(drop=True)

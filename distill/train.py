@@ -32,13 +32,13 @@ from safetensors.torch import load_file
 from transformers import DynamicCache, get_linear_schedule_with_warmup
 
 from distill.chat import IGNORE, encode, first_turn
-from distill.io import atomic_dir, atomic_path, write_json
-from distill.student import QUANTIZATIONS, load_base
+from distill.io import atomic_dir, write_json
+from distill.student import QUANTIZATIONS, autocast, load_base
 
 log = logging.getLogger(__name__)
 
 CONFIG_KEYS = {
-    "seed", "max_seq_len", "quantization", "dtype", "lora", "epochs", "learning_rate",
+    "seed", "max_seq_len", "quantization", "dtype", "autocast", "lora", "epochs", "learning_rate",
     "batch_size", "grad_accum", "warmup_ratio", "weight_decay",
 }  # fmt: skip
 LORA_KEYS = {"r", "alpha", "dropout", "target_modules", "layers_to_transform"}
@@ -218,12 +218,13 @@ def _micro_batches(examples: list[dict], batch_size: int, generator: torch.Gener
 
 
 @torch.no_grad()
-def evaluate(model: Any, examples: list[dict], batch_size: int, pad_id: int) -> float:
-    """Mean token loss over the assistant tokens of `examples` (dropout off)."""
+def evaluate(model: Any, examples: list[dict], batch_size: int, pad_id: int, mixed: str | None = None) -> float:
+    """Mean token loss over the assistant tokens of `examples` (dropout off; `mixed`: autocast dtype)."""
     model.eval()
     total, tokens = 0.0, 0
     for indices in _micro_batches(examples, batch_size, None):
-        loss, n = _loss_sum(model, [examples[i] for i in indices], pad_id)
+        with autocast(model.device, mixed):
+            loss, n = _loss_sum(model, [examples[i] for i in indices], pad_id)
         total, tokens = total + loss.item(), tokens + n
     return total / tokens
 
@@ -243,7 +244,8 @@ def _train_epoch(
         group = [[examples[i] for i in b] for b in step_batches]
         group_tokens = sum(_loss_tokens(e) for batch in group for e in batch)
         for batch in group:
-            loss, _ = _loss_sum(model, batch, pad_id)
+            with autocast(model.device, cfg["autocast"]):
+                loss, _ = _loss_sum(model, batch, pad_id)
             (loss / group_tokens).backward()
             loss_total += loss.item()
             tokens += sum(len(e["input_ids"]) for e in batch)
@@ -340,13 +342,13 @@ def train(
     optimizer, scheduler = _setup_optimizer(cfg, model, steps_per_epoch * cfg["epochs"])
     history = _resume(out_dir, model, optimizer, scheduler, fingerprint)
     if history is None:
-        history = [{"epoch": 0, "eval_loss": evaluate(model, eval_data, cfg["batch_size"], pad_id)}]
+        history = [{"epoch": 0, "eval_loss": evaluate(model, eval_data, cfg["batch_size"], pad_id, cfg["autocast"])}]
         log.info(json.dumps(history[0]))
 
     # train: one pass, one eval and one atomic save per epoch
     for epoch in range(history[-1]["epoch"] + 1, cfg["epochs"] + 1):
         stats = _train_epoch(cfg, epoch, model, train_data, optimizer, scheduler, pad_id)
-        stats["eval_loss"] = evaluate(model, eval_data, cfg["batch_size"], pad_id)
+        stats["eval_loss"] = evaluate(model, eval_data, cfg["batch_size"], pad_id, cfg["autocast"])
         history.append(stats)
         log.info(json.dumps(stats))
         _save_epoch(out_dir, cfg, model, optimizer, scheduler, history, fingerprint)
@@ -375,20 +377,20 @@ def train_config(params: dict) -> dict:
     """The flat training config `train` takes, from the rule's params {"seed", "student": {...}}."""
     st = params["student"]
     return {"seed": params["seed"], "max_seq_len": st["max_seq_len"], "quantization": st["quantization"],
-            "dtype": st["dtype"], "lora": st["lora"], **{k: v for k, v in st["train"].items() if k not in DATA_KEYS}}
+            "dtype": st["dtype"], "autocast": st["autocast"], "lora": st["lora"], **{k: v for k, v in st["train"].items() if k not in DATA_KEYS}}
 
 
-def publish_adapters(run_dir: str | Path, epoch_dirs: list[str], metrics_path: str | Path) -> None:
-    """Copy each epoch's adapter and eval.json (not the optimizer state) to the rule's declared outputs.
+def publish_adapters(run_dir: str | Path, out_dir: str | Path) -> None:
+    """Copy every epoch's adapter and eval.json (not the optimizer state) plus metrics.json to out_dir,
+    the rule's declared output, in one atomic step.
 
     Checkpoints stay in run_dir, which is not a rule output, so an interrupted job resumes from them.
     """
     run_dir = Path(run_dir)
-    for target in map(Path, epoch_dirs):
-        source = run_dir / target.name
-        with atomic_dir(target) as tmp:
-            for f in source.iterdir():
+    with atomic_dir(Path(out_dir)) as tmp:
+        for n in completed_epochs(run_dir):
+            (tmp / f"epoch_{n}").mkdir()
+            for f in (run_dir / f"epoch_{n}").iterdir():
                 if f.name != STATE_FILE:
-                    shutil.copy2(f, tmp / f.name)
-    with atomic_path(metrics_path, ".json") as tmp:
-        shutil.copyfile(run_dir / "metrics.json", tmp)
+                    shutil.copy2(f, tmp / f"epoch_{n}" / f.name)
+        shutil.copyfile(run_dir / "metrics.json", tmp / "metrics.json")

@@ -1,6 +1,7 @@
-# Shared wiring: config sections, source-module inputs and wildcard constraints.
+# Shared wiring: named runs, artifact paths, config sections, source-module inputs, wildcard constraints.
 
 include: "sources.py"  # package_sources: a script's imports, derived with ast
+include: "runs.py"  # STAGES, deep_merge, load_variants, stage_config, owner_dir
 
 import glob
 import os
@@ -28,35 +29,73 @@ def script_sources(script):
     return package_sources(workflow.basedir, script, PKG, PACKAGE_DATA)
 
 
-def section(name):
-    """One config section plus the global seed: the only params a rule sees, so that editing another
-    section never trips Snakemake's params rerun trigger for this rule."""
-    return {"seed": config["seed"], name: config[name]}
+# ---- named runs (rules/runs.py): the default plus every variant override file -------------------------
+
+EXPERIMENTS = config["experiments"]
+RUNS = {DEFAULT_RUN: config}
+for _name, _override in load_variants(workflow.basedir, EXPERIMENTS["variants_dir"]).items():
+    _cfg = deep_merge(config, _override)
+    try:
+        validate(_cfg, "../schemas/config.schema.yaml")
+    except Exception as exc:
+        raise ValueError(f"{EXPERIMENTS['variants_dir']}/{_name}.yaml: {exc}") from None
+    RUNS[_name] = _cfg
+KEPT = EXPERIMENTS["kept"]  # {name: results tree kept aside from an earlier build}
+if clash := sorted(set(KEPT) & set(RUNS)):
+    raise ValueError(f"experiments.kept: {clash} already name a run (the default or a variant)")
 
 
-EPOCHS = list(range(1, config["student"]["train"]["epochs"] + 1))
-ALL_EPOCHS = [0] + EPOCHS  # epoch 0 = the untrained base, the baseline every epoch is compared with
-GPUS = config["student"]["gpus"]
+def run_cfg(wildcards):
+    return RUNS[name_of(wildcards.run_dir)]
 
 
-wildcard_constraints:
-    epoch=r"\d+",
+def artifact(run, stage, name):
+    """results/<owner dir><name>: where run `run` finds the artifact `name` of `stage` (rules/runs.py)."""
+    return f"results/{owner_dir(RUNS, run, stage)}{name}"
 
 
-def student_section():
-    """The training-relevant part of `student` (gpus only changes scheduling, not the adapter)."""
-    return {"seed": config["seed"], "student": {k: v for k, v in config["student"].items() if k != "gpus"}}
+def path(stage, name, base_stage=None):
+    """Input function: `artifact` for the requesting run, with {epoch} filled in; epoch 0 (the untrained
+    base) belongs to `base_stage` when one is given."""
+    def resolve(wildcards):
+        at_base = base_stage is not None and int(wildcards.epoch) == 0
+        return artifact(name_of(wildcards.run_dir), base_stage if at_base else stage, name).format(**wildcards)
+    return resolve
 
 
-def baseline_inputs():
+def params(stage):
+    """Params function: the keys of `stage` from the requesting run's config (rules/runs.py STAGES), so
+    editing another section never trips Snakemake's params rerun trigger for this rule."""
+    return lambda wildcards: stage_config(run_cfg(wildcards), stage)
+
+
+def epochs(name, base=True):
+    """Epochs of a run's student: 0 (the untrained base, the baseline every epoch is compared with) onward."""
+    return list(range(0 if base else 1, RUNS[name]["student"]["train"]["epochs"] + 1))
+
+
+def score_files(run, kind):
+    """A run's per-epoch score files (kind 'json' or 'parquet'), each from its owner."""
+    return [artifact(run, "baseline_scores" if n == 0 else "scores", f"scores/epoch_{n}.{kind}") for n in epochs(run)]
+
+
+def per_epoch(kind):
+    """Input function: `score_files` of the requesting run."""
+    return lambda wildcards: score_files(name_of(wildcards.run_dir), kind)
+
+
+def gpus(wildcards):
+    return run_cfg(wildcards)["student"]["gpus"]
+
+
+def report_baseline(wildcards):
     """An earlier results tree's pick that report.md compares with (config report.baseline), or nothing."""
-    root = config["report"]["baseline"]
+    root = run_cfg(wildcards)["report"]["baseline"]
     if not root:
         return []
     return [os.path.join(root, "selection.json")] + sorted(glob.glob(os.path.join(root, "scores", "epoch_*.json")))
 
 
-def adapter_for(wildcards):
-    """Epoch 0 has no adapter: the base model answers."""
-    n = int(wildcards.epoch)
-    return [] if n == 0 else [f"results/adapter/epoch_{n}"]
+wildcard_constraints:
+    epoch=r"\d+",
+    run_dir=r"(variants/[A-Za-z0-9_-]+/)?",

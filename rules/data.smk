@@ -3,11 +3,11 @@ rule build_scenarios:
     input:
         code=script_sources("scripts/build_scenarios.py"),
     output:
-        "results/scenarios.parquet",
+        "results/{run_dir}scenarios.parquet",
     params:
-        cfg=section("scenarios"),
+        cfg=params("scenarios"),
     log:
-        "results/logs/build_scenarios.log",
+        "results/{run_dir}logs/build_scenarios.log",
     resources:
         mem_mb=1000,
     script:

@@ -1,33 +1,41 @@
 rule ground_traces:
     """Grounding filter: keep traces whose answers cite only numbers the tools returned."""
     input:
-        traces="results/traces.parquet",
+        traces=path("traces", "traces.parquet"),
         code=script_sources("scripts/ground_traces.py"),
     output:
-        kept="results/grounded.parquet",
-        rejected="results/grounding_rejected.parquet",
+        kept="results/{run_dir}grounded.parquet",
+        rejected="results/{run_dir}grounding_rejected.parquet",
     params:
-        cfg=section("grounding"),
+        cfg=params("grounded"),
     log:
-        "results/logs/ground_traces.log",
+        "results/{run_dir}logs/ground_traces.log",
     resources:
         mem_mb=1000,
     script:
         "../scripts/ground_traces.py"
 
 
+def corrections_file(wildcards):
+    """The run's corrections file, or nothing (corrections.file: null, e.g. the `uncorrected` variant)."""
+    file = run_cfg(wildcards)["corrections"]["file"]
+    return [file] if file else []
+
+
 rule apply_corrections:
     """Declarative gold fixes, each applied correction logged per row."""
     input:
-        grounded="results/grounded.parquet",
-        corrections=config["corrections"]["file"],
+        grounded=path("grounded", "grounded.parquet"),
+        corrections=corrections_file,
         schema="schemas/corrections.schema.yaml",
         code=script_sources("scripts/apply_corrections.py"),
     output:
-        corrected="results/corrected.parquet",
-        log_table="results/corrections_log.parquet",
+        corrected="results/{run_dir}corrected.parquet",
+        log_table="results/{run_dir}corrections_log.parquet",
+    params:
+        cfg=params("corrected"),
     log:
-        "results/logs/apply_corrections.log",
+        "results/{run_dir}logs/apply_corrections.log",
     resources:
         mem_mb=1000,
     script:
@@ -37,15 +45,15 @@ rule apply_corrections:
 rule split_dataset:
     """Deterministic train/eval split, stratified by category, grouped by gold plan (split.group_by)."""
     input:
-        corrected="results/corrected.parquet",
+        corrected=path("corrected", "corrected.parquet"),
         code=script_sources("scripts/split_dataset.py"),
     output:
-        train="results/split/train.parquet",
-        eval="results/split/eval.parquet",
+        train="results/{run_dir}split/train.parquet",
+        eval="results/{run_dir}split/eval.parquet",
     params:
-        cfg=section("split"),
+        cfg=params("split"),
     log:
-        "results/logs/split_dataset.log",
+        "results/{run_dir}logs/split_dataset.log",
     resources:
         mem_mb=1000,
     script:
@@ -55,17 +63,17 @@ rule split_dataset:
 rule diagnose_dataset:
     """DuckDB diagnostics: counts, saturation, train/eval overlap, rejections, suspect gold, corrections, diff."""
     input:
-        grounded="results/grounded.parquet",
-        rejected="results/grounding_rejected.parquet",
-        corrected="results/corrected.parquet",
-        corrections_log="results/corrections_log.parquet",
-        train="results/split/train.parquet",
-        eval="results/split/eval.parquet",
+        grounded=path("grounded", "grounded.parquet"),
+        rejected=path("grounded", "grounding_rejected.parquet"),
+        corrected=path("corrected", "corrected.parquet"),
+        corrections_log=path("corrected", "corrections_log.parquet"),
+        train=path("split", "split/train.parquet"),
+        eval=path("split", "split/eval.parquet"),
         code=script_sources("scripts/diagnose_dataset.py"),
     output:
-        directory("results/diagnostics"),
+        directory("results/{run_dir}diagnostics"),
     log:
-        "results/logs/diagnose_dataset.log",
+        "results/{run_dir}logs/diagnose_dataset.log",
     resources:
         mem_mb=1000,
     script:
@@ -81,8 +89,8 @@ rule diff_datasets:
     output:
         "results/diff/{old}-vs-{new}.md",
     wildcard_constraints:
-        old="[A-Za-z0-9_/]+",
-        new="[A-Za-z0-9_/]+",
+        old="[A-Za-z0-9_/-]+",
+        new="[A-Za-z0-9_/-]+",
     log:
         "results/logs/diff/{old}-vs-{new}.log",
     script:

@@ -1,23 +1,27 @@
+def adapter_for(wildcards):
+    """Epoch 0 has no adapter: the untrained base answers."""
+    return [] if int(wildcards.epoch) == 0 else path("adapter", "adapter")(wildcards)
+
+
 rule predict_epoch:
     """The student runs the real agent loop on the held-out questions (epoch 0 = untrained base)."""
     input:
-        eval="results/split/eval.parquet",
-        base="results/base_model",
+        eval=path("split", "split/eval.parquet"),
+        base=path("base_model", "base_model"),
         adapter=adapter_for,
         code=script_sources("scripts/predict_epoch.py"),
     output:
-        "results/predictions/epoch_{epoch}.parquet",
+        "results/{run_dir}predictions/epoch_{epoch}.parquet",
     params:
-        cfg={"seed": config["seed"], "predict": config["predict"],
-             "quantization": config["student"]["quantization"], "dtype": config["student"]["dtype"]},
+        cfg=params("predictions"),
     log:
-        "results/logs/predict_epoch/epoch_{epoch}.log",
+        "results/{run_dir}logs/predict_epoch/epoch_{epoch}.log",
     benchmark:
-        "results/benchmarks/predict_epoch/epoch_{epoch}.tsv"
+        "results/{run_dir}benchmarks/predict_epoch/epoch_{epoch}.tsv"
     threads: workflow.cores
     resources:
         mem_mb=8000,
-        gpu=GPUS,
+        gpu=gpus,
         runtime=60,
     script:
         "../scripts/predict_epoch.py"
@@ -27,15 +31,15 @@ rule score_epoch:
     """Per held-out question: tool-call (overlap and exact rulers), answered, grounded, judge, with the
     reasons (.parquet); rates with CIs overall and per category, reason counts, ship bar (.json)."""
     input:
-        predictions="results/predictions/epoch_{epoch}.parquet",
+        predictions=path("predictions", "predictions/epoch_{epoch}.parquet", base_stage="baseline_predictions"),
         code=script_sources("scripts/score_epoch.py"),
     output:
-        table="results/scores/epoch_{epoch}.parquet",
-        summary="results/scores/epoch_{epoch}.json",
+        table="results/{run_dir}scores/epoch_{epoch}.parquet",
+        summary="results/{run_dir}scores/epoch_{epoch}.json",
     params:
-        cfg={"seed": config["seed"], "scoring": config["scoring"], "judge": config["judge"]},
+        cfg=params("scores"),
     log:
-        "results/logs/score_epoch/epoch_{epoch}.log",
+        "results/{run_dir}logs/score_epoch/epoch_{epoch}.log",
     resources:
         mem_mb=1000,
     script:
@@ -45,14 +49,14 @@ rule score_epoch:
 rule select_epoch:
     """The epoch the task metric picks vs the epoch eval loss picks, flagged when they differ."""
     input:
-        scores=expand("results/scores/epoch_{n}.json", n=ALL_EPOCHS),
-        metrics="results/adapter/metrics.json",
+        scores=per_epoch("json"),
+        adapter=path("adapter", "adapter"),
         code=script_sources("scripts/select_epoch.py"),
     output:
-        "results/selection.json",
+        "results/{run_dir}selection.json",
     params:
-        cfg=section("selection"),
+        cfg=params("selection"),
     log:
-        "results/logs/select_epoch.log",
+        "results/{run_dir}logs/select_epoch.log",
     script:
         "../scripts/select_epoch.py"

@@ -1,24 +1,23 @@
 rule build_report:
     """report.md answering "did the student regress, and why?", with PNG plots beside it."""
     input:
-        scores=expand("results/scores/epoch_{n}.json", n=ALL_EPOCHS),
-        tables=expand("results/scores/epoch_{n}.parquet", n=ALL_EPOCHS),
-        baseline=baseline_inputs(),
-        selection="results/selection.json",
-        metrics="results/adapter/metrics.json",
-        diagnostics="results/diagnostics",
-        traces="results/traces.parquet",
+        scores=per_epoch("json"),
+        tables=per_epoch("parquet"),
+        baseline=report_baseline,
+        selection=path("selection", "selection.json"),
+        adapter=path("adapter", "adapter"),
+        diagnostics=path("diagnostics", "diagnostics"),
+        traces=path("traces", "traces.parquet"),
         code=script_sources("scripts/build_report.py"),
     output:
-        report="results/report.md",
-        metrics_plot=report("results/plots/metrics_by_epoch.png", caption="../report/metrics.rst", category="Student"),
-        loss_plot=report("results/plots/eval_loss_by_epoch.png", caption="../report/loss.rst", category="Student"),
-        category_plot=report("results/plots/tool_call_by_category.png", caption="../report/category.rst", category="Student"),
+        report="results/{run_dir}report.md",
+        metrics_plot=report("results/{run_dir}plots/metrics_by_epoch.png", caption="../report/metrics.rst", category="Student"),
+        loss_plot=report("results/{run_dir}plots/eval_loss_by_epoch.png", caption="../report/loss.rst", category="Student"),
+        category_plot=report("results/{run_dir}plots/tool_call_by_category.png", caption="../report/category.rst", category="Student"),
     params:
-        cfg={"scoring": config["scoring"], "teacher": config["teacher"], "student": config["student"],
-             "report": config["report"]},
+        cfg=params("report"),
     log:
-        "results/logs/build_report.log",
+        "results/{run_dir}logs/build_report.log",
     resources:
         mem_mb=2000,
     script:

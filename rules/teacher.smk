@@ -1,16 +1,16 @@
 rule run_teacher:
     """The teacher plays the assistant on every scenario, calling the real workbench tools."""
     input:
-        scenarios="results/scenarios.parquet",
+        scenarios=path("scenarios", "scenarios.parquet"),
         code=script_sources("scripts/run_teacher.py"),
     output:
-        "results/traces.parquet",
+        "results/{run_dir}traces.parquet",
     params:
-        cfg=section("teacher"),
+        cfg=params("traces"),
     log:
-        "results/logs/run_teacher.log",
+        "results/{run_dir}logs/run_teacher.log",
     benchmark:
-        "results/benchmarks/run_teacher.tsv"
+        "results/{run_dir}benchmarks/run_teacher.tsv"
     resources:
         mem_mb=2000,
     script:

@@ -3,13 +3,13 @@ rule prepare_base_model:
     input:
         code=script_sources("scripts/prepare_base_model.py"),
     output:
-        directory("results/base_model"),
+        directory("results/{run_dir}base_model"),
     params:
-        base=config["student"]["base"],
+        cfg=params("base_model"),
     log:
-        "results/logs/prepare_base_model.log",
+        "results/{run_dir}logs/prepare_base_model.log",
     benchmark:
-        "results/benchmarks/prepare_base_model.tsv"
+        "results/{run_dir}benchmarks/prepare_base_model.tsv"
     resources:
         mem_mb=4000,
     script:
@@ -17,26 +17,25 @@ rule prepare_base_model:
 
 
 rule train_student:
-    """LoRA / QLoRA fine-tuning; one adapter and eval loss per epoch, all kept."""
+    """LoRA / QLoRA fine-tuning: adapter/epoch_<n>/ for every epoch (all kept) + metrics.json (eval loss)."""
     input:
-        train="results/split/train.parquet",
-        eval="results/split/eval.parquet",
-        base="results/base_model",
+        train=path("split", "split/train.parquet"),
+        eval=path("split", "split/eval.parquet"),
+        base=path("base_model", "base_model"),
         code=script_sources("scripts/train_student.py"),
     output:
-        adapters=directory(expand("results/adapter/epoch_{n}", n=EPOCHS)),
-        metrics="results/adapter/metrics.json",
+        directory("results/{run_dir}adapter"),
     params:
-        cfg=student_section(),
-        checkpoints="results/checkpoints/train",
+        cfg=params("adapter"),
+        checkpoints="results/{run_dir}checkpoints/train",
     log:
-        "results/logs/train_student.log",
+        "results/{run_dir}logs/train_student.log",
     benchmark:
-        "results/benchmarks/train_student.tsv"
+        "results/{run_dir}benchmarks/train_student.tsv"
     threads: workflow.cores
     resources:
         mem_mb=8000,
-        gpu=GPUS,
+        gpu=gpus,
         runtime=240,
     script:
         "../scripts/train_student.py"

@@ -6,7 +6,9 @@ from distill.io import read_parquet, setup_logging, write_parquet
 
 log = setup_logging(snakemake.log[0])
 try:
-    entries = load_corrections(snakemake.input.corrections, snakemake.input.schema)
+    # corrections.file: null (e.g. the `uncorrected` variant) applies none: the gold stays as the teacher wrote it.
+    files = snakemake.input.corrections
+    entries = load_corrections(files[0], snakemake.input.schema) if files else []
     grounded = read_parquet(snakemake.input.grounded, required=("trace_id", "final_answer", "messages"))
     corrected, table = apply_corrections(grounded, entries)
 except CorrectionError as exc:

@@ -16,7 +16,7 @@ build_report(
     scores=scores,
     tables=tables,
     selection=json.loads(Path(inp.selection).read_text()),
-    train_metrics=json.loads(Path(inp.metrics).read_text()),
+    train_metrics=json.loads((Path(inp.adapter) / "metrics.json").read_text()),
     diagnostics_dir=Path(inp.diagnostics),
     traces=traces,
     cfg=cfg,

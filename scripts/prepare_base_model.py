@@ -3,5 +3,6 @@ from distill.io import setup_logging
 from distill.student import prepare_base
 
 log = setup_logging(snakemake.log[0])
-prepare_base(snakemake.params.base, snakemake.output[0])
-log.info("base model %r prepared in %s", snakemake.params.base, snakemake.output[0])
+base = snakemake.params.cfg["student"]["base"]
+prepare_base(base, snakemake.output[0])
+log.info("base model %r prepared in %s", base, snakemake.output[0])

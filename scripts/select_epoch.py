@@ -7,7 +7,7 @@ from distill.selection import select_epoch
 
 log = setup_logging(snakemake.log[0])
 scores = {epoch_of(p): json.loads(Path(p).read_text()) for p in snakemake.input.scores}
-losses = {e["epoch"]: e["eval_loss"] for e in json.loads(Path(snakemake.input.metrics).read_text())["epochs"]}
+losses = {e["epoch"]: e["eval_loss"] for e in json.loads((Path(snakemake.input.adapter) / "metrics.json").read_text())["epochs"]}
 selection = select_epoch(scores, losses, snakemake.params.cfg["selection"]["metric"])
 log.info("task metric picks epoch %s, eval loss picks epoch %s (disagree=%s)",
          selection["task_epoch"], selection["eval_loss_epoch"], selection["disagree"])

@@ -1,4 +1,4 @@
-"""Rule train_student: split/train + split/eval → adapter/epoch_<n>/ for every epoch + metrics.json.
+"""Rule train_student: split/train + split/eval → adapter/ (epoch_<n>/ for every epoch + metrics.json).
 
 Training checkpoints live in params.checkpoints (not a rule output, so Snakemake does not
 delete them when a job is interrupted): a rerun resumes from the last completed epoch, then the
@@ -23,4 +23,4 @@ log.info("training on %d conversations %s, eval loss on %d", len(train_df),
 share = cfg["student"]["train"]["first_turn_share"]
 train(train_config(cfg), resolve_base(snakemake.input.base), training_conversations(train_df, share),
       training_conversations(eval_df, share), tools.TOOLS, out_dir=snakemake.params.checkpoints)
-publish_adapters(snakemake.params.checkpoints, snakemake.output.adapters, snakemake.output.metrics)
+publish_adapters(snakemake.params.checkpoints, snakemake.output[0])

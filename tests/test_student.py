@@ -59,6 +59,7 @@ CFG = {
     "max_seq_len": 256,
     "quantization": "none",
     "dtype": "float32",
+    "autocast": None,
     "lora": {"r": 8, "alpha": 16, "dropout": 0.1, "target_modules": "all-linear", "layers_to_transform": [28, 29]},
     "epochs": 2,
     "learning_rate": 3e-3,

@@ -76,7 +76,9 @@ def test_good_calls_return_json_results():
     assert [m["model_id"] for m in models] == list(MODELS)
     assert set(models[0]) == {"model_id", "name", "kind", "options_strategy"}
     for model_id, spec in MODELS.items():
-        assert json.loads(execute("get_model_info", {"model_id": model_id})) == spec.info()
+        info = spec.info()
+        del info["description"]  # prose no answer cites: left out of the tool output (tokens)
+        assert json.loads(execute("get_model_info", {"model_id": model_id})) == info
     result = execute("run_backtest", json.dumps({**GOOD, "fee_bps": 4}))  # arguments as JSON text
     assert not is_error(result)
     assert json.loads(result) == run_backtest(**GOOD, fee_bps=4)
@@ -97,8 +99,7 @@ def test_is_error():
 def test_search_docs_finds_the_right_document(query, doc):
     hits = json.loads(execute("search_docs", {"query": query}))
     assert hits[0]["doc"] == doc
-    assert len(hits) <= 3 and all(set(h) == {"doc", "title", "snippet", "score"} for h in hits)
-    assert [h["score"] for h in hits] == sorted((h["score"] for h in hits), reverse=True)
+    assert len(hits) <= 3 and all(set(h) == {"doc", "snippet"} for h in hits)  # best first
 
 
 def test_search_docs_unknown_words_find_nothing():

@@ -29,8 +29,10 @@ from distill.workbench.registry import get_model
 PARAPHRASES: dict[str, tuple[str, ...]] = {
     "method_validation": ("how is {name} evaluated out of sample", "{name} train test split validation method",
                           "validation of {name} backtest results"),
-    "method_lookahead": ("avoiding look-ahead bias in backtests", "next bar execution to prevent lookahead",
-                         "look-ahead bias signal timing backtest"),
+    "method_lookahead": ("how {name} avoids look-ahead bias", "{name} next bar execution to prevent lookahead",
+                         "look-ahead bias signal timing {name} backtest"),
+    "method_costs": ("how fees and slippage change {name} returns", "{name} transaction cost model",
+                     "trading costs basis points {name}"),
     "method_options": ("Black-Scholes option pricing realised volatility", "how covered call premium is priced",
                        "option premium pricing volatility model"),
 }
@@ -124,6 +126,9 @@ class OfflineTeacher:
         if sc["template_id"] == "method_options":
             core = (f"{model.name} prices each call it sells with Black-Scholes, using realised volatility "
                     f"of the stock as the volatility input.")
+        elif sc["template_id"] == "method_costs":
+            core = (f"{model.name} pays fees and slippage in basis points of traded notional on every entry and "
+                    f"exit, so higher costs always lower its total return.")
         elif sc["template_id"] == "method_lookahead":
             core = (f"{model.name} trades on the bar after each signal, so a position never uses the close "
                     f"that produced it.")

@@ -83,11 +83,23 @@ def _list_models() -> list[dict]:
             for m in MODELS.values()]
 
 
+def _model_info(model_id: str) -> dict:
+    """The registry record without its prose description: every tool output is read by a language
+    model, and on the CPU default each token of it is a training and prediction step."""
+    return {k: v for k, v in MODELS[model_id].info().items() if k != "description"}
+
+
+def _search_docs(query: str) -> list[dict]:
+    """Best-matching snippets with the document they come from (the answer cites it); the BM25 score
+    and section title are left out for the same reason as above."""
+    return [{"doc": hit["doc"], "snippet": hit["snippet"]} for hit in docs.search_docs(query)]
+
+
 _HANDLERS: dict[str, Callable[..., object]] = {
     "list_models": _list_models,
-    "get_model_info": lambda model_id: MODELS[model_id].info(),
+    "get_model_info": _model_info,
     "run_backtest": backtest.run_backtest,
-    "search_docs": docs.search_docs,
+    "search_docs": _search_docs,
 }
 
 
