@@ -3,36 +3,30 @@
 A plain PyTorch loop over a PEFT model rather than `Trainer`: the pipeline needs an adapter per epoch
 written atomically, eval loss before training (epoch 0) and after every epoch, loss only on assistant
 tokens normalised by token count across gradient accumulation, and an exact resume at an epoch
-boundary. Each `out_dir/epoch_<n>/` holds everything to continue from it:
-
-    adapter_config.json, adapter_model.safetensors   PeftModel.from_pretrained(base, epoch_dir)
-    eval.json                                         {epoch, eval_loss, train_loss, tokens, seconds, tokens_per_second}
-    train_config.json                                 the effective training config
-    trainer_state.pt                                  optimizer, scheduler, RNG, history, run fingerprint
+boundary. What one step computes lives in distill.batches; what an epoch leaves on disk (everything
+to continue from it) in distill.checkpoints.
 
 `out_dir/metrics.json` = {"config": cfg, "epochs": [epoch 0 eval loss, then one flat dict per epoch]}.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
-import shutil
 import time
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import torch
-import torch.nn.functional as F
-from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training, set_peft_model_state_dict
-from safetensors.torch import load_file
-from transformers import DynamicCache, get_linear_schedule_with_warmup
+from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+from transformers import get_linear_schedule_with_warmup
 
+from distill.batches import loss_sum, loss_tokens, micro_batches
 from distill.chat import IGNORE, encode, first_turn
-from distill.io import atomic_dir, write_json
+from distill.checkpoints import fingerprint, resume, save_epoch
+from distill.io import write_json
 from distill.student import QUANTIZATIONS, autocast, load_base
 
 log = logging.getLogger(__name__)
@@ -44,8 +38,6 @@ CONFIG_KEYS = {
 LORA_KEYS = {"r", "alpha", "dropout", "target_modules", "layers_to_transform"}
 DATA_KEYS = ("max_examples", "max_eval_examples", "first_turn_share")  # which rows, not how to train
 MAX_GRAD_NORM = 1.0  # clip: small batches at LoRA learning rates (1e-4..1e-3) spike otherwise
-LENGTH_BUCKET = 32  # tokens: examples this close in length count as equally long when batching
-STATE_FILE = "trainer_state.pt"
 SCALED_LOGITS = ("final_logit_softcapping", "logit_scale")  # heads that are more than lm_head(hidden)
 
 
@@ -123,98 +115,7 @@ def _setup_optimizer(cfg: dict, model: Any, steps: int) -> tuple[torch.optim.Opt
     return optimizer, scheduler
 
 
-def _fingerprint(cfg: dict, train_data: list[dict], eval_data: list[dict]) -> str:
-    """Hash of the config and the encoded examples, so a resume never mixes two different runs.
-
-    Hashing token ids rather than raw rows also catches a change of tools, renderer or tokenizer.
-    """
-    blob = json.dumps([cfg, train_data, eval_data], sort_keys=True)
-    return hashlib.sha256(blob.encode()).hexdigest()
-
-
 # ---- loop --------------------------------------------------------------------------------------
-
-
-def _collate(examples: list[dict], pad_id: int, device: torch.device) -> dict[str, torch.Tensor]:
-    """Right-pad a micro-batch: ids with pad_id, labels with IGNORE, attention mask with 0."""
-    width = max(len(e["input_ids"]) for e in examples)
-    fill = {"input_ids": pad_id, "labels": IGNORE, "attention_mask": 0}
-    return {
-        key: torch.tensor([e[key] + [value] * (width - len(e[key])) for e in examples], device=device)
-        for key, value in fill.items()
-    }  # each [batch, width]
-
-
-def shared_prefix_len(examples: list[dict]) -> int:
-    """Leading tokens all `examples` share and that carry no loss: in practice the system prompt.
-
-    Stops one token before the first labelled position (the hidden state there predicts that label),
-    which also leaves every example at least two tokens after the prefix.
-    """
-    limit = min(_first_label(e) for e in examples) - 1
-    first = examples[0]["input_ids"]
-    n = 0
-    while n < limit and all(e["input_ids"][n] == first[n] for e in examples):
-        n += 1
-    return n
-
-
-def _loss_tokens(example: dict) -> int:
-    return sum(label != IGNORE for label in example["labels"][1:])
-
-
-def _first_label(example: dict) -> int:
-    return next(t for t, label in enumerate(example["labels"]) if label != IGNORE)
-
-
-def _loss_sum(model: Any, examples: list[dict], pad_id: int) -> tuple[torch.Tensor, int]:
-    """Summed next-token cross entropy over the assistant tokens of a micro-batch, and their count.
-
-    Two savings, both exact (a test compares losses and gradients with the plain computation):
-    - the shared prefix (the system prompt, ~60% of a first-turn example) runs once per batch and
-      its key/value cache is repeated for every example, instead of once per example;
-    - the output head runs only where a label is kept, so the [batch, seq, vocab] logits of the
-      prompt tokens are never built. This assumes logits = lm_head(hidden), true for the
-      Llama/Qwen/Mistral families (checked in _setup_model).
-    """
-    base = model.get_base_model()
-    decoder = base.get_decoder()
-    n_prefix = shared_prefix_len(examples) if len(examples) > 1 else 0
-    batch = _collate([{k: v[n_prefix:] for k, v in e.items()} for e in examples], pad_id, model.device)
-    if n_prefix:
-        cache = DynamicCache(config=base.config)
-        decoder(input_ids=torch.tensor([examples[0]["input_ids"][:n_prefix]], device=model.device), cache=cache)
-        cache.batch_repeat_interleave(len(examples))
-        prefix_mask = torch.ones(len(examples), n_prefix, dtype=batch["attention_mask"].dtype, device=model.device)
-        positions = torch.arange(n_prefix, n_prefix + batch["input_ids"].shape[1], device=model.device)
-        hidden = decoder(
-            input_ids=batch["input_ids"],
-            attention_mask=torch.cat([prefix_mask, batch["attention_mask"]], dim=1),  # [B, prefix + width]
-            position_ids=positions.expand(len(examples), -1),
-            cache=cache,
-        ).last_hidden_state
-    else:
-        hidden = decoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
-    labels = batch["labels"][:, 1:]  # token t is predicted from position t-1
-    keep = labels != IGNORE  # [B, T-1]
-    logits = base.get_output_embeddings()(hidden[:, :-1][keep])  # [kept, V]
-    return F.cross_entropy(logits.float(), labels[keep], reduction="sum"), int(keep.sum())
-
-
-def _micro_batches(examples: list[dict], batch_size: int, generator: torch.Generator | None) -> list[list[int]]:
-    """Batches of examples of similar length, in a seeded random order (by length without a generator).
-
-    Mixing 250-token first turns with 600-token whole traces in one batch would pad the short ones
-    to the long one, and padding costs as much compute as real tokens. Lengths are bucketed to LENGTH_BUCKET tokens
-    and shuffled within a bucket, so batch membership still changes from epoch to epoch.
-    """
-    n = len(examples)
-    noise = torch.rand(n, generator=generator).tolist() if generator is not None else [0.0] * n
-    order = sorted(range(n), key=lambda i: (len(examples[i]["input_ids"]) // LENGTH_BUCKET, noise[i], i))
-    batches = [order[i : i + batch_size] for i in range(0, n, batch_size)]
-    if generator is None:
-        return batches
-    return [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
 
 
 @torch.no_grad()
@@ -222,9 +123,9 @@ def evaluate(model: Any, examples: list[dict], batch_size: int, pad_id: int, mix
     """Mean token loss over the assistant tokens of `examples` (dropout off; `mixed`: autocast dtype)."""
     model.eval()
     total, tokens = 0.0, 0
-    for indices in _micro_batches(examples, batch_size, None):
+    for indices in micro_batches(examples, batch_size, None):
         with autocast(model.device, mixed):
-            loss, n = _loss_sum(model, [examples[i] for i in indices], pad_id)
+            loss, n = loss_sum(model, [examples[i] for i in indices], pad_id)
         total, tokens = total + loss.item(), tokens + n
     return total / tokens
 
@@ -236,20 +137,20 @@ def _train_epoch(
     model.train()
     start = time.perf_counter()
     order = torch.Generator().manual_seed(cfg["seed"] + epoch)  # data position = epoch, for resume
-    batches = _micro_batches(examples, cfg["batch_size"], order)
+    batches = micro_batches(examples, cfg["batch_size"], order)
     params = [p for p in model.parameters() if p.requires_grad]
-    loss_total, loss_tokens, tokens = 0.0, 0, 0
+    loss_total, labelled, tokens = 0.0, 0, 0
     for step_start in range(0, len(batches), cfg["grad_accum"]):
         step_batches = batches[step_start : step_start + cfg["grad_accum"]]
         group = [[examples[i] for i in b] for b in step_batches]
-        group_tokens = sum(_loss_tokens(e) for batch in group for e in batch)
+        group_tokens = sum(loss_tokens(e) for batch in group for e in batch)
         for batch in group:
             with autocast(model.device, cfg["autocast"]):
-                loss, _ = _loss_sum(model, batch, pad_id)
+                loss, _ = loss_sum(model, batch, pad_id)
             (loss / group_tokens).backward()
             loss_total += loss.item()
             tokens += sum(len(e["input_ids"]) for e in batch)
-        loss_tokens += group_tokens
+        labelled += group_tokens
         torch.nn.utils.clip_grad_norm_(params, MAX_GRAD_NORM)
         optimizer.step()
         scheduler.step()
@@ -257,66 +158,12 @@ def _train_epoch(
     seconds = time.perf_counter() - start
     return {
         "epoch": epoch,
-        "train_loss": loss_total / loss_tokens,
+        "train_loss": loss_total / labelled,
         "tokens": tokens,  # example tokens, prompt included (a shared prefix counts once per example)
         "seconds": round(seconds, 3),
         "tokens_per_second": round(tokens / seconds, 1),
         "lr": scheduler.get_last_lr()[0],
     }
-
-
-# ---- save / resume -----------------------------------------------------------------------------
-
-
-def _rng_state() -> dict:
-    state = {"torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _save_epoch(
-    out_dir: Path, cfg: dict, model: Any, optimizer: Any, scheduler: Any, history: list[dict], fingerprint: str
-) -> None:
-    epoch = history[-1]["epoch"]
-    with atomic_dir(out_dir / f"epoch_{epoch}") as tmp:
-        model.save_pretrained(tmp)
-        (tmp / "eval.json").write_text(json.dumps(history[-1], indent=2))
-        (tmp / "train_config.json").write_text(json.dumps(cfg, indent=2))
-        state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": _rng_state()}
-        torch.save({**state, "history": history, "fingerprint": fingerprint}, tmp / STATE_FILE)
-
-
-def completed_epochs(out_dir: Path) -> list[int]:
-    """Epochs whose directory was written completely (atomic writes: present means complete)."""
-    found = (p.name.removeprefix("epoch_") for p in Path(out_dir).glob("epoch_*") if (p / STATE_FILE).is_file())
-    return sorted(int(n) for n in found if n.isdigit())
-
-
-def _resume(out_dir: Path, model: Any, optimizer: Any, scheduler: Any, fingerprint: str) -> list[dict] | None:
-    """Restore adapter, optimizer, scheduler and RNG from the last completed epoch; None if there is none.
-
-    Checkpoints of a different run (config, data or tools changed, e.g. after a gold correction) are
-    stale, not resumable: they are deleted and training starts over.
-    """
-    done = completed_epochs(out_dir)
-    if not done:
-        return None
-    epoch_dir = out_dir / f"epoch_{done[-1]}"
-    state = torch.load(epoch_dir / STATE_FILE, weights_only=True)
-    if state["fingerprint"] != fingerprint:
-        log.info("%s holds checkpoints of a different run (config, data or tools changed): starting over", out_dir)
-        for n in done:
-            shutil.rmtree(out_dir / f"epoch_{n}")
-        return None
-    set_peft_model_state_dict(model, load_file(epoch_dir / "adapter_model.safetensors", device=str(model.device)))
-    optimizer.load_state_dict(state["optimizer"])
-    scheduler.load_state_dict(state["scheduler"])
-    torch.set_rng_state(state["rng"]["torch"])
-    if "cuda" in state["rng"]:
-        torch.cuda.set_rng_state_all(state["rng"]["cuda"])
-    log.info("resuming after epoch %d from %s", done[-1], epoch_dir)
-    return state["history"]
 
 
 def train(
@@ -337,10 +184,10 @@ def train(
     pad_id = tokenizer.pad_token_id
     train_data = _setup_data(train_rows, tools, tokenizer, cfg["max_seq_len"], "train")
     eval_data = _setup_data(eval_rows, tools, tokenizer, cfg["max_seq_len"], "eval")
-    fingerprint = _fingerprint(cfg, train_data, eval_data)
+    run_id = fingerprint(cfg, train_data, eval_data)
     steps_per_epoch = math.ceil(math.ceil(len(train_data) / cfg["batch_size"]) / cfg["grad_accum"])
     optimizer, scheduler = _setup_optimizer(cfg, model, steps_per_epoch * cfg["epochs"])
-    history = _resume(out_dir, model, optimizer, scheduler, fingerprint)
+    history = resume(out_dir, model, optimizer, scheduler, run_id)
     if history is None:
         history = [{"epoch": 0, "eval_loss": evaluate(model, eval_data, cfg["batch_size"], pad_id, cfg["autocast"])}]
         log.info(json.dumps(history[0]))
@@ -351,7 +198,7 @@ def train(
         stats["eval_loss"] = evaluate(model, eval_data, cfg["batch_size"], pad_id, cfg["autocast"])
         history.append(stats)
         log.info(json.dumps(stats))
-        _save_epoch(out_dir, cfg, model, optimizer, scheduler, history, fingerprint)
+        save_epoch(out_dir, cfg, model, optimizer, scheduler, history, run_id)
 
     metrics = {"config": cfg, "epochs": history}
     write_json(metrics, out_dir / "metrics.json")
@@ -378,19 +225,3 @@ def train_config(params: dict) -> dict:
     st = params["student"]
     return {"seed": params["seed"], "max_seq_len": st["max_seq_len"], "quantization": st["quantization"],
             "dtype": st["dtype"], "autocast": st["autocast"], "lora": st["lora"], **{k: v for k, v in st["train"].items() if k not in DATA_KEYS}}
-
-
-def publish_adapters(run_dir: str | Path, out_dir: str | Path) -> None:
-    """Copy every epoch's adapter and eval.json (not the optimizer state) plus metrics.json to out_dir,
-    the rule's declared output, in one atomic step.
-
-    Checkpoints stay in run_dir, which is not a rule output, so an interrupted job resumes from them.
-    """
-    run_dir = Path(run_dir)
-    with atomic_dir(Path(out_dir)) as tmp:
-        for n in completed_epochs(run_dir):
-            (tmp / f"epoch_{n}").mkdir()
-            for f in (run_dir / f"epoch_{n}").iterdir():
-                if f.name != STATE_FILE:
-                    shutil.copy2(f, tmp / f"epoch_{n}" / f.name)
-        shutil.copyfile(run_dir / "metrics.json", tmp / "metrics.json")

@@ -41,7 +41,8 @@ STAGES = {
     "baseline_scores": (("seed", "scoring", "judge"), ("baseline_predictions",)),
     "scores": (("seed", "scoring", "judge"), ("predictions",)),
     "selection": (("selection",), ("scores", "baseline_scores", "adapter")),
-    "report": (("scoring", "teacher", "student", "report"), ("selection", "diagnostics", "traces")),
+    "report": (("scoring", "teacher", "student.base", "student.quantization", "student.lora", "student.train",
+                "report"), ("selection", "diagnostics", "traces")),
 }
 
 

@@ -7,7 +7,8 @@ adapters are published to the declared outputs.
 from distill.io import read_parquet, setup_logging
 from distill.split import sample_per_category
 from distill.student import resolve_base, use_available_cores
-from distill.train import publish_adapters, train, train_config, training_conversations
+from distill.checkpoints import publish_adapters
+from distill.train import train, train_config, training_conversations
 from distill.workbench import tools
 
 log = setup_logging(snakemake.log[0])

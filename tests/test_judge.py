@@ -78,9 +78,19 @@ def test_faithful_rewordings_pass(gold, key):
     assert result.score >= PASS, result
 
 
+def figures(output: str) -> dict:
+    """The backtest tool's display strings as numbers ("97.1%" -> 0.971, "$1,234.50" -> 1234.5, "1.90" -> 1.9)."""
+    def number(v):
+        if not isinstance(v, str) or not re.fullmatch(r"-?\$?[\d,]+(?:\.\d+)?%?", v):
+            return v
+        x = float(v.replace("$", "").replace(",", "").rstrip("%"))
+        return x / 100 if v.endswith("%") else x
+    return {k: number(v) for k, v in json.loads(output).items()}
+
+
 def backtest_rewording(row: dict) -> str:
     """The performance facts in another order and wording, numbers formatted anew from the tool output."""
-    r = json.loads(row["tool_outputs"][0])
+    r = figures(row["tool_outputs"][0])
     return (f"Sharpe {r['sharpe']:.2f}, total return {r['total_return']:.1%} ({r['cagr']:.1%} annualised), "
             f"worst drawdown {r['max_drawdown']:.1%}, win rate {r['win_rate']:.1%} over {r['n_trades']} "
             f"trades, ${r['fees_paid']:,.2f} in costs; {row['ticker']}, {r['period']}.")
@@ -108,7 +118,7 @@ def test_wrong_numbers_fail(gold, key):
 
 def test_a_wrong_number_costs_at_least_as_much_as_a_missing_one(gold):
     row = gold[("performance", "sma_crossover")]
-    r = json.loads(row["tool_outputs"][0])
+    r = figures(row["tool_outputs"][0])
     right = f"It returned {r['total_return']:.1%} with a Sharpe ratio of {r['sharpe']:.2f}."
     missing = f"It returned {r['total_return']:.1%} with a Sharpe ratio."
     wrong = f"It returned {r['total_return']:.1%} with a Sharpe ratio of {r['sharpe'] + 0.5:.2f}."

@@ -19,7 +19,8 @@ from distill.chat import IM_END, LOOP_FAILURES
 from distill.predict import load_student, predict
 from distill.student import load_base
 from distill.chat import encode
-from distill.train import _loss_sum, _setup_model, check_config, shared_prefix_len, train
+from distill.batches import loss_sum, shared_prefix_len
+from distill.train import _setup_model, check_config, train
 
 TOOLS = [
     {"name": "list_models", "description": "All models.", "input_schema": {"type": "object", "properties": {}}},
@@ -155,7 +156,7 @@ def test_shared_prefix_loss_and_gradients_equal_one_example_at_a_time(base_model
 
     def run(batches: list[list[dict]]) -> tuple[float, int, list[torch.Tensor]]:
         model.zero_grad()
-        results = [_loss_sum(model, b, tokenizer.pad_token_id) for b in batches]
+        results = [loss_sum(model, b, tokenizer.pad_token_id) for b in batches]
         sum(loss for loss, _ in results).backward()
         grads = [p.grad.clone() for p in model.parameters() if p.requires_grad]
         return sum(loss.item() for loss, _ in results), sum(n for _, n in results), grads

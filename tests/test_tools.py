@@ -8,6 +8,7 @@ import json
 import jsonschema
 import pytest
 
+from distill.grounding import ungrounded_numbers
 from distill.workbench import docs, prices
 from distill.workbench.backtest import run_backtest
 from distill.workbench.registry import MODELS, OPTIONABLE, TICKERS
@@ -81,7 +82,22 @@ def test_good_calls_return_json_results():
         assert json.loads(execute("get_model_info", {"model_id": model_id})) == info
     result = execute("run_backtest", json.dumps({**GOOD, "fee_bps": 4}))  # arguments as JSON text
     assert not is_error(result)
-    assert json.loads(result) == run_backtest(**GOOD, fee_bps=4)
+    engine = run_backtest(**GOOD, fee_bps=4)
+    shown = json.loads(result)
+    assert set(shown) == set(engine) - {"model_id"}
+    assert shown["n_trades"] == engine["n_trades"] and shown["fee_bps"] == "4"
+
+
+def test_backtest_figures_are_shown_as_an_answer_states_them_and_stay_grounded():
+    """Percentages, Sharpe and dollars display-ready, and an answer that copies them is grounded."""
+    engine = run_backtest(**GOOD)
+    shown = json.loads(execute("run_backtest", GOOD))
+    assert shown["total_return"] == f"{engine['total_return'] * 100:.1f}%"
+    assert shown["sharpe"] == f"{engine['sharpe']:.2f}" and shown["fees_paid"] == f"${engine['fees_paid']:,.2f}"
+    answer = (f"It returned {shown['total_return']} with a Sharpe ratio of {shown['sharpe']}, a drawdown of "
+              f"{shown['max_drawdown']} and {shown['fees_paid']} in costs.")
+    assert ungrounded_numbers(answer, [json.dumps(shown)]) == []
+    assert ungrounded_numbers(answer.replace(shown["sharpe"], "9.99"), [json.dumps(shown)]) == ["9.99"]
 
 
 def test_is_error():

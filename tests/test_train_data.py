@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from distill.chat import IGNORE, first_turn
-from distill.train import _micro_batches, shared_prefix_len, training_conversations
+from distill.batches import micro_batches, shared_prefix_len
+from distill.train import training_conversations
 
 
 def _conversation(i: int) -> list[dict]:
@@ -47,17 +48,17 @@ def _examples(lengths: list[int]) -> list[dict]:
 
 def test_micro_batches_group_similar_lengths_and_cover_every_example_once() -> None:
     lengths = [250, 600, 260, 610, 240, 620, 255, 590]
-    batches = _micro_batches(_examples(lengths), 4, torch.Generator().manual_seed(0))
+    batches = micro_batches(_examples(lengths), 4, torch.Generator().manual_seed(0))
     assert sorted(i for b in batches for i in b) == list(range(8))
     assert sorted(sorted(lengths[i] for i in b) for b in batches) == [[240, 250, 255, 260], [590, 600, 610, 620]]
 
 
 def test_micro_batches_are_seeded_and_vary_within_a_length_bucket() -> None:
     examples = _examples([300] * 16)
-    order = lambda seed: [i for b in _micro_batches(examples, 4, torch.Generator().manual_seed(seed)) for i in b]
+    order = lambda seed: [i for b in micro_batches(examples, 4, torch.Generator().manual_seed(seed)) for i in b]
     assert order(1) == order(1)
     assert order(1) != order(2)
-    assert _micro_batches(examples, 4, None)[0] == [0, 1, 2, 3]
+    assert micro_batches(examples, 4, None)[0] == [0, 1, 2, 3]
 
 
 def _example(ids: list[int], first_label: int) -> dict:

@@ -97,3 +97,31 @@ def test_html_report(built):
     assert proc.returncode == 0, proc.stderr[-3000:]
     html = (built / "report.html").read_text(errors="replace")
     assert "metrics_by_epoch.png" in html
+
+
+def test_a_ruler_variant_rescoring_only_and_its_comparison(built):
+    """variants/strict_ruler.yaml shares every prediction: building it plans scoring onward only, and
+    the comparison puts the change on the ruler."""
+    target = "results/variants/strict_ruler/report.md"
+    assert set(planned_jobs(built, target)) == {"score_epoch", "select_epoch", "build_report"}
+    proc = snakemake(built, "results/compare/strict_ruler_vs_default.md")
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-5000:]
+    text = (built / "results/compare/strict_ruler_vs_default.md").read_text()
+    assert "scoring.query_overlap" in text and "## Summary" in text
+    assert (built / "results/compare/strict_ruler_vs_default.png").read_bytes()[:4] == b"\x89PNG"
+    assert not (built / "results/variants/strict_ruler/predictions").exists()
+
+
+def test_a_training_variant_plans_no_data_job_and_adding_one_replans_nothing(built):
+    compare = "results/compare/strict_ruler_vs_default.md"
+    assert snakemake(built, compare).returncode == 0  # a variant already built (a no-op if it is)
+    variant = built / "variants" / "lr.yaml"
+    variant.write_text("student: {train: {learning_rate: 0.0005}}\n")
+    try:
+        jobs = planned_jobs(built, "results/variants/lr/report.md")
+        assert set(jobs) == {"train_student", "predict_epoch", "score_epoch", "select_epoch", "build_report"}
+        assert jobs["predict_epoch"] == 2  # epochs 1-2; epoch 0 (the untrained base) is the default's
+        assert planned_jobs(built, REPORT) == {}
+        assert planned_jobs(built, compare) == {}
+    finally:
+        variant.unlink()

@@ -41,14 +41,6 @@ SPLIT_BOILERPLATE = ("As with every workbench model, results use the default 80/
                      "and are reported out-of-sample.")
 
 
-def _pct(x: float) -> str:
-    return f"{x * 100:.1f}%"
-
-
-def _money(x: float) -> str:
-    return f"${x:,.2f}"
-
-
 class OfflineTeacher:
     """Deterministic teacher simulator; the same seed and scenario always give the same trace."""
 
@@ -103,22 +95,21 @@ class OfflineTeacher:
             options = " It is an options strategy." if info["options_strategy"] else ""
             return (f"{info['name']} uses {info['data_source']}. It is a {info['kind']}-based model with "
                     f"parameters {params}.{options}")
+        # The tool shows figures as an answer states them (tools._backtest): they are cited as shown.
         if sc["category"] == "performance":
             r = results[0]
             return (f"On {r['ticker']} from {r['start']} to {r['end']} ({r['period']}), {model.name} returned "
-                    f"{_pct(r['total_return'])} in total ({_pct(r['cagr'])} a year) with a Sharpe ratio of "
-                    f"{r['sharpe']:.2f} and a maximum drawdown of {_pct(r['max_drawdown'])}. It made "
-                    f"{r['n_trades']} trades with a win rate of {_pct(r['win_rate'])} and paid "
-                    f"{_money(r['fees_paid'])} in fees and slippage.")
+                    f"{r['total_return']} in total ({r['cagr']} a year) with a Sharpe ratio of {r['sharpe']} and "
+                    f"a maximum drawdown of {r['max_drawdown']}. It made {r['n_trades']} trades with a win rate "
+                    f"of {r['win_rate']} and paid {r['fees_paid']} in fees and slippage.")
         if sc["category"] == "what_if":
             base, alt = results
             knob = "fee" if alt["fee_bps"] != base["fee_bps"] else "slippage"
             b0, b1 = base[f"{knob}_bps"], alt[f"{knob}_bps"]
-            return (f"With the default {knob} of {b0:g} bps, {model.name} on {base['ticker']} returned "
-                    f"{_pct(base['total_return'])} with a Sharpe ratio of {base['sharpe']:.2f}; with a {knob} of "
-                    f"{b1:g} bps it would return {_pct(alt['total_return'])} with a Sharpe ratio of "
-                    f"{alt['sharpe']:.2f}, and costs paid would go from {_money(base['fees_paid'])} to "
-                    f"{_money(alt['fees_paid'])}.")
+            return (f"With the default {knob} of {b0} bps, {model.name} on {base['ticker']} returned "
+                    f"{base['total_return']} with a Sharpe ratio of {base['sharpe']}; with a {knob} of {b1} bps "
+                    f"it would return {alt['total_return']} with a Sharpe ratio of {alt['sharpe']}, and costs "
+                    f"paid would go from {base['fees_paid']} to {alt['fees_paid']}.")
         return self._methodology(sc, model, results[0])
 
     @staticmethod

@@ -89,6 +89,22 @@ def _model_info(model_id: str) -> dict:
     return {k: v for k, v in MODELS[model_id].info().items() if k != "description"}
 
 
+PERCENT_FIELDS = ("total_return", "cagr", "max_drawdown", "win_rate")
+
+
+def _backtest(**arguments) -> dict:
+    """The engine's result written as an answer states it: percentages with one decimal ("97.1%"), the
+    Sharpe ratio with two ("1.90"), costs in dollars ("$4,879.78"). A model then cites a figure by
+    copying it, never by converting 0.9713 to 97.1% (which a small student gets wrong); grounding
+    reads either form. The model id is left out: the caller just sent it."""
+    result = backtest.run_backtest(**arguments)
+    shown = {k: v for k, v in result.items() if k != "model_id"}
+    shown.update({k: f"{result[k] * 100:.1f}%" for k in PERCENT_FIELDS})
+    shown.update(sharpe=f"{result['sharpe']:.2f}", fees_paid=f"${result['fees_paid']:,.2f}",
+                 fee_bps=f"{result['fee_bps']:g}", slippage_bps=f"{result['slippage_bps']:g}")
+    return shown
+
+
 def _search_docs(query: str) -> list[dict]:
     """Best-matching snippets with the document they come from (the answer cites it); the BM25 score
     and section title are left out for the same reason as above."""
@@ -98,7 +114,7 @@ def _search_docs(query: str) -> list[dict]:
 _HANDLERS: dict[str, Callable[..., object]] = {
     "list_models": _list_models,
     "get_model_info": _model_info,
-    "run_backtest": backtest.run_backtest,
+    "run_backtest": _backtest,
     "search_docs": _search_docs,
 }
 

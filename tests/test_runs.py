@@ -1,0 +1,97 @@
+"""Named runs (rules/runs.py): which run owns each artifact, what a rule sees, and bad variant files."""
+from __future__ import annotations
+
+import types
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def runs() -> types.ModuleType:
+    """rules/runs.py as a module (exec'd, so no __pycache__ lands in rules/)."""
+    path = ROOT / "rules" / "runs.py"
+    mod = types.ModuleType("rule_runs")
+    exec(compile(path.read_text(), str(path), "exec"), mod.__dict__)
+    return mod
+
+
+@pytest.fixture(scope="module")
+def default() -> dict:
+    return yaml.safe_load((ROOT / "config.yaml").read_text())
+
+
+def owners(runs, cfgs: dict, name: str) -> dict[str, str]:
+    return {stage: runs.owner_dir(cfgs, name, stage) for stage in runs.STAGES}
+
+
+def test_a_training_variant_shares_the_data_stages_and_builds_the_rest(runs, default):
+    cfgs = {"default": default, "lr": runs.deep_merge(default, {"student": {"train": {"learning_rate": 5e-4}}})}
+    own = {s for s, d in owners(runs, cfgs, "lr").items() if d}
+    assert own == {"adapter", "predictions", "scores", "selection", "report"}
+    assert runs.owner_dir(cfgs, "lr", "adapter") == "variants/lr/"
+
+
+def test_an_uncorrected_variant_shares_teacher_and_grounding_only(runs, default):
+    cfgs = {"default": default, "uncorrected": runs.deep_merge(default, {"corrections": {"file": None}})}
+    shared = {s for s, d in owners(runs, cfgs, "uncorrected").items() if not d}
+    assert shared == {"scenarios", "traces", "grounded", "base_model"}
+
+
+def test_a_ruler_variant_shares_every_prediction(runs, default):
+    cfgs = {"default": default, "strict": runs.deep_merge(default, {"scoring": {"query_overlap": 1.0}})}
+    own = {s for s, d in owners(runs, cfgs, "strict").items() if d}
+    assert own == {"scores", "baseline_scores", "selection", "report"}
+
+
+def test_scheduling_keys_share_everything(runs, default):
+    cfgs = {"default": default, "gpu": runs.deep_merge(default, {"student": {"gpus": 1}})}
+    assert not any(owners(runs, cfgs, "gpu").values())
+
+
+def test_params_are_exactly_the_stage_keys(runs, default):
+    cfg = runs.stage_config(default, "predictions")
+    assert cfg == {"seed": default["seed"], "predict": default["predict"],
+                   "student": {k: default["student"][k] for k in ("quantization", "dtype", "autocast")}}
+    assert "gpus" not in runs.stage_config(default, "adapter")["student"]
+
+
+def test_every_stage_key_exists_in_the_config(runs, default):
+    for stage in runs.STAGES:
+        runs.stage_config(default, stage)  # KeyError names a stage key the config does not have
+        for up in runs.STAGES[stage][1]:
+            assert up in runs.STAGES, f"{stage}: unknown upstream stage {up!r}"
+
+
+def test_dirs_and_names_round_trip(runs):
+    assert runs.dir_of("default") == "" and runs.name_of("") == "default"
+    assert runs.name_of(runs.dir_of("epochs6")) == "epochs6"
+
+
+def test_deep_merge_leaves_its_arguments_alone(runs):
+    base = {"a": {"b": 1, "c": [1]}}
+    merged = runs.deep_merge(base, {"a": {"b": 2}})
+    assert merged == {"a": {"b": 2, "c": [1]}} and base == {"a": {"b": 1, "c": [1]}}
+
+
+@pytest.mark.parametrize("name, text, message", [
+    ("default", "seed: 1\n", "not 'default'"),
+    ("a_vs_b", "seed: 1\n", "no '_vs_'"),
+    ("bad", "- 1\n", "a mapping"),
+    ("exp", "experiments: {kept: {}}\n", "cannot change `experiments`"),
+])
+def test_bad_variant_files_are_named(runs, tmp_path, name, text, message):
+    (tmp_path / "variants").mkdir()
+    (tmp_path / "variants" / f"{name}.yaml").write_text(text)
+    with pytest.raises(ValueError, match=message) as err:
+        runs.load_variants(tmp_path, "variants")
+    assert f"variants/{name}.yaml" in str(err.value)
+
+
+def test_shipped_variants_load(runs):
+    found = runs.load_variants(ROOT, "variants")
+    assert {"uncorrected", "strict_ruler", "epochs6"} <= set(found)
+    assert found["uncorrected"] == {"corrections": {"file": None}}
