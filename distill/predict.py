@@ -1,11 +1,16 @@
 """The student's agent loop, batched across questions: generate, parse, run the real tools, repeat.
 
-Every turn, the still-active conversations are rendered with the shared chat renderer and generated
-greedily in left-padded batches; a turn with tool calls executes them and continues, a turn without
-calls is the final turn. Failures end a conversation with a reason from chat.LOOP_FAILURES instead of
-raising, so the scorer and the report can count them by kind. Whether the final turn answers the
-question is decided when scoring (distill.answers), so that a change to that definition never re-runs
-generation.
+Every turn, the still-active conversations are rendered with the shared chat renderer, tokenised whole,
+and continued greedily; a turn with tool calls executes them and continues, a turn without calls is the
+final turn. Generation runs on `distill.decode.GreedyDecoder`: the system prompt's keys/values are
+computed once, each conversation keeps its keys/values across turns (a turn prefills only what its
+prompt adds), and a row leaves the batch as soon as it ends; the tokens are those `model.generate`
+gives on the same prompts (tests/test_predict.py). A model the decoder cannot drive
+(`distill.decode.unsupported`) falls back to `model.generate` on left-padded batches, re-rendered every
+turn, with a log line saying why. Failures end a conversation with a reason from chat.LOOP_FAILURES
+instead of raising, so the scorer and the report can count them by kind. Whether the final turn answers
+the question is decided when scoring (distill.answers), so that a change to that definition never
+re-runs generation.
 """
 
 from __future__ import annotations
@@ -22,9 +27,12 @@ from peft import PeftModel
 from transformers import GenerationConfig
 
 from distill.chat import IM_END, generation_prompt, parse_assistant
+from distill.decode import GreedyDecoder, RowCache, common_prefix_len, unsupported
 from distill.student import load_base
 
 log = logging.getLogger(__name__)
+# False forces the reference path (`generate` on re-rendered prompts) for every model; tests compare both.
+CACHED_DECODER = True
 
 
 def load_student(
@@ -121,16 +129,13 @@ def predict(
     after `max_turns` generations fails with turn_limit.
     """
     runs = [_Run(messages=[{"role": "user", "content": q["question"]}]) for q in questions]
-    active = list(range(len(runs)))
-    for turn in range(1, max_turns + 1):
-        if not active:
-            break
-        prompts = [generation_prompt(runs[i].messages, tools) for i in active]
-        texts = generate(model, tokenizer, prompts, max_new_tokens, batch_size)
-        active = [i for i, text in zip(active, texts) if runs[i].step(text, tools, execute)]
-        log.info("turn %d: %d conversations still calling tools", turn, len(active))
-    for i in active:
-        runs[i].failure = "turn_limit"
+    reason = "disabled (CACHED_DECODER = False)" if not CACHED_DECODER else unsupported(model)
+    if runs and reason is None:
+        _loop_cached(model, tokenizer, runs, tools, execute, max_turns, max_new_tokens, batch_size)
+    else:
+        if runs:
+            log.info("cached decoder not used, generating with model.generate: %s", reason)
+        _loop_generate(model, tokenizer, runs, tools, execute, max_turns, max_new_tokens, batch_size)
     return [
         {
             **question,
@@ -143,3 +148,70 @@ def predict(
         }
         for question, run in zip(questions, runs)
     ]
+
+
+def _loop_generate(
+    model: Any, tokenizer: Any, runs: list[_Run], tools: list[dict], execute: Callable[[str, dict], str],
+    max_turns: int, max_new_tokens: int, batch_size: int,
+) -> None:  # fmt: skip
+    """The reference loop: every turn, all active conversations re-rendered and passed to `generate`."""
+    active = list(range(len(runs)))
+    for turn in range(1, max_turns + 1):
+        if not active:
+            break
+        prompts = [generation_prompt(runs[i].messages, tools) for i in active]
+        texts = generate(model, tokenizer, prompts, max_new_tokens, batch_size)
+        active = [i for i, text in zip(active, texts) if runs[i].step(text, tools, execute)]
+        log.info("turn %d: %d conversations still calling tools", turn, len(active))
+    for i in active:
+        runs[i].failure = "turn_limit"
+
+
+def _token_ids(tokenizer: Any, text: str) -> list[int]:
+    return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
+def _loop_cached(
+    model: Any, tokenizer: Any, runs: list[_Run], tools: list[dict], execute: Callable[[str, dict], str],
+    max_turns: int, max_new_tokens: int, batch_size: int,
+) -> None:  # fmt: skip
+    """The agent loop on `GreedyDecoder`, one group of `batch_size` conversations at a time, all turns.
+
+    Groups (of similar first-prompt length) bound the memory the kept caches take. Every turn's prompt is
+    the whole rendered conversation tokenised, as in `_loop_generate`; the decoder reuses what it cached.
+    """
+    start = time.perf_counter()
+    first = [_token_ids(tokenizer, generation_prompt(run.messages, tools)) for run in runs]
+    # The prefix all prompts share (the system turn and the user header), less one token so that every
+    # prompt still has a token to feed.
+    n_prefix = min(len(ids) for ids in first) - 1
+    for ids in first[1:]:
+        n_prefix = min(n_prefix, common_prefix_len(first[0], ids))
+    decoder = GreedyDecoder(
+        model, first[0][:n_prefix], eos_id=tokenizer.convert_tokens_to_ids(IM_END), pad_id=tokenizer.pad_token_id
+    )
+    order = sorted(range(len(runs)), key=lambda i: len(first[i]))  # less padding per group
+    turn_counts = [0] * (max_turns + 1)  # conversations generating at each turn, over all groups
+    for g in range(0, len(order), batch_size):
+        active = order[g : g + batch_size]
+        caches = {i: RowCache() for i in active}
+        for turn in range(1, max_turns + 1):
+            if not active:
+                break
+            turn_counts[turn] += len(active)
+            prompts = first if turn == 1 else None
+            ids = [prompts[i] if prompts else _token_ids(tokenizer, generation_prompt(runs[i].messages, tools))
+                   for i in active]  # fmt: skip
+            new = decoder.generate(ids, max_new_tokens, [caches[i] for i in active], store=turn < max_turns)
+            texts = tokenizer.batch_decode(new, skip_special_tokens=True)
+            active = [i for i, text in zip(active, texts) if runs[i].step(text, tools, execute)]
+            caches = {i: caches[i] for i in active}
+        for i in active:
+            runs[i].failure = "turn_limit"
+    seconds = time.perf_counter() - start
+    log.info(
+        "cached decoder: %d questions, conversations per turn %s, prefix %d tokens computed once, "
+        "%d prompt tokens prefilled, %d new tokens in %d steps, %.1fs (%.1f new tok/s, batch %d)",
+        len(runs), turn_counts[1:], n_prefix, decoder.prefill_tokens, decoder.generated_tokens, decoder.steps,
+        seconds, decoder.generated_tokens / seconds, batch_size,
+    )  # fmt: skip

@@ -107,6 +107,17 @@ def autocast(device: torch.device, dtype: str | None) -> torch.autocast:
     return torch.autocast(torch.device(device).type, dtype=DTYPES[dtype or "bfloat16"], enabled=dtype is not None)
 
 
+def for_inference(model: Any, mixed: str | None, quantization: str) -> Any:
+    """Prediction's side of `student.autocast`: the (LoRA-merged) float model itself is cast to that dtype.
+
+    Generation has no gradients to keep in float32, and autocast would re-cast every weight at every
+    decoding step; NF4 models already compute in their bnb compute dtype and are left alone.
+    """
+    if mixed is None or quantization != "none":
+        return model
+    return model.to(DTYPES[mixed])
+
+
 def load_base(
     name_or_path: str, quantization: str = "none", dtype: str = "float32"
 ) -> tuple[Any, PreTrainedTokenizerBase]:

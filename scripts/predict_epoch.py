@@ -4,7 +4,7 @@ import pandas as pd
 from distill.io import dumps, read_parquet, setup_logging, write_parquet
 from distill.predict import load_student, predict
 from distill.split import sample_per_category
-from distill.student import autocast, resolve_base, use_available_cores
+from distill.student import for_inference, resolve_base, use_available_cores
 from distill.workbench import tools
 
 log = setup_logging(snakemake.log[0])
@@ -16,13 +16,12 @@ pcfg = cfg["predict"]
 evals = read_parquet(snakemake.input.eval, required=("trace_id", "question", "gold_calls")).drop_duplicates("question")
 evals = sample_per_category(evals, pcfg["max_examples"], cfg["seed"])
 epoch = int(snakemake.wildcards.epoch)
-adapter = f"{snakemake.input.adapter[0]}/epoch_{epoch}" if epoch else None  # epoch 0: the untrained base
+adapter = f"{snakemake.input.adapter}/epoch_{epoch}" if epoch else None  # epoch 0: the untrained base
 st = cfg["student"]
 model, tokenizer = load_student(resolve_base(snakemake.input.base), adapter, st["quantization"], st["dtype"])
-with autocast(model.device, st["autocast"]):
-    records = predict(model, tokenizer, evals[["trace_id", "question"]].to_dict("records"), tools.TOOLS,
-                      tools.execute, max_turns=pcfg["max_turns"], max_new_tokens=pcfg["max_new_tokens"],
-                      batch_size=pcfg["batch_size"])
+model = for_inference(model, st["autocast"], st["quantization"])
+records = predict(model, tokenizer, evals[["trace_id", "question"]].to_dict("records"), tools.TOOLS, tools.execute,
+                  max_turns=pcfg["max_turns"], max_new_tokens=pcfg["max_new_tokens"], batch_size=pcfg["batch_size"])
 out = pd.DataFrame({
     **{c: evals[c] for c in ("trace_id", "category", "model_id", "model_kind", "ticker", "question", "gold_calls")},
     "gold_answer": evals["final_answer"],
