@@ -273,3 +273,16 @@ def test_one_flip_in_eight_is_noise_six_is_not() -> None:
     assert not deltas(a, frame(qs, [1.0] + [0.0] * 7), 500, 0)["methodology", "judge"].beyond_noise
     assert deltas(a, frame(qs, [1.0] * 6 + [0.0] * 2), 500, 0)["methodology", "judge"].beyond_noise
     assert not deltas(a, a, 500, 0)["methodology", "judge"].beyond_noise  # no change at all
+
+
+def test_a_large_move_within_noise_is_still_explained(tmp_path: Path) -> None:
+    """Two of eight methodology answers turn good after a gold fix: +0.25, a CI that reaches 0 (six
+    questions a category is the default's size), yet the reader is told why, and that it is noise-sized."""
+    new_train = {t: (c, "Fixed: no train/test split." if t == "t0" else a) for t, (c, a) in TRAIN.items()}
+    a = run(tmp_path, "old", epochs=OLD, losses=[2.0, 1.0, 0.8])
+    b = run(tmp_path, "fixed", epochs={1: OLD[1], 2: Epoch(right=OLD[2].right, good=OLD[2].good | {"m2", "m3"})},
+            losses=[2.0, 1.0, 0.8], train=new_train)
+    text = compare(a, b, tmp_path / "c.md", tmp_path / "c.png", bootstrap_samples=300)
+    line = cause(text, "methodology judge +0.25")
+    assert "within noise" in line and "the training answers of methodology changed in 1 row(s) (gold data)" in line
+    assert not any(row.startswith("- **performance") for row in text.splitlines())  # nothing moved there

@@ -26,6 +26,7 @@ RULER_PREFIX = {"tool_call": "scoring.", "judge": "judge"}
 SUMMARY_KEYS = tuple(f"scoring.{k}" for k in DEFAULT_CFG)
 CLASSIC = ("ruler", "checkpoint", "gold data")
 UNSET = "(unset)"  # a key one config has and the other lacks
+NOTABLE = 0.15  # a change this large gets a sentence even within noise
 
 
 @dataclass(frozen=True)
@@ -215,13 +216,14 @@ def _config_cause(ev: Evidence) -> str:
 
 
 def causes(ev: Evidence) -> tuple[list[str], dict[str, list[str]]]:
-    """One sentence per (group, metric) that moved beyond noise, and per classic failure the changes
-    it is implicated in."""
+    """One sentence per (group, metric) that moved beyond noise or by at least NOTABLE (six questions
+    a category make wide intervals: a large move is explained too, and says it is within noise), and
+    per classic failure the changes it is implicated in."""
     lines, classic = [], {c: [] for c in CLASSIC}
     for group in dict.fromkeys(g for g, _ in ev.at_picks):  # categories, then OVERALL
         for metric in METRICS:
             d = ev.at_picks[group, metric]
-            if not d.beyond_noise:
+            if not d.beyond_noise and abs(d.delta) < NOTABLE:
                 continue
             label = f"{metric} ({'all' if group == OVERALL else group})"
             found = [("ruler", *_ruler_cause(ev, group, metric)),

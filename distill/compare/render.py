@@ -137,7 +137,7 @@ def config_section(ev: Evidence) -> str:
 
 def causes_section(lines: list[str], classic: dict[str, list[str]]) -> str:
     if not lines:
-        return "No change is beyond noise, so none is attributed."
+        return "No change is beyond noise or large, so none is attributed."
     shown = "; ".join(f"**{k}** in {', '.join(v)}" for k, v in classic.items() if v)
     verdict = (f"Classic failures shown: {shown}." if shown
                else "None of the classic failures (ruler, checkpoint, gold data) shows.")
