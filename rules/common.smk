@@ -45,8 +45,17 @@ if clash := sorted(set(KEPT) & set(RUNS)):
     raise ValueError(f"experiments.kept: {clash} already name a run (the default or a variant)")
 
 
+def run_of(wildcards):
+    """The run a job belongs to, by its {run_dir}; a path naming no variant is an error that says so."""
+    name = name_of(wildcards.run_dir)
+    if name not in RUNS:
+        raise ValueError(f"results/{wildcards.run_dir}: no variant {name!r} in {EXPERIMENTS['variants_dir']}/ "
+                         f"(runs: {', '.join(sorted(RUNS))})")
+    return name
+
+
 def run_cfg(wildcards):
-    return RUNS[name_of(wildcards.run_dir)]
+    return RUNS[run_of(wildcards)]
 
 
 def artifact(run, stage, name):
@@ -59,7 +68,7 @@ def path(stage, name, base_stage=None):
     base) belongs to `base_stage` when one is given."""
     def resolve(wildcards):
         at_base = base_stage is not None and int(wildcards.epoch) == 0
-        return artifact(name_of(wildcards.run_dir), base_stage if at_base else stage, name).format(**wildcards)
+        return artifact(run_of(wildcards), base_stage if at_base else stage, name).format(**wildcards)
     return resolve
 
 
@@ -69,9 +78,9 @@ def params(stage):
     return lambda wildcards: stage_config(run_cfg(wildcards), stage)
 
 
-def epochs(name, base=True):
+def epochs(name):
     """Epochs of a run's student: 0 (the untrained base, the baseline every epoch is compared with) onward."""
-    return list(range(0 if base else 1, RUNS[name]["student"]["train"]["epochs"] + 1))
+    return list(range(RUNS[name]["student"]["train"]["epochs"] + 1))
 
 
 def score_files(run, kind):
@@ -81,7 +90,7 @@ def score_files(run, kind):
 
 def per_epoch(kind):
     """Input function: `score_files` of the requesting run."""
-    return lambda wildcards: score_files(name_of(wildcards.run_dir), kind)
+    return lambda wildcards: score_files(run_of(wildcards), kind)
 
 
 def gpus(wildcards):
