@@ -18,3 +18,16 @@ def base_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("student") / "base"
     convert_gguf(embedded_gguf_path(), out)
     return out
+
+
+@pytest.fixture(scope="session")
+def tokenizer():
+    """The student's real tokenizer, read straight from the embedded GGUF (~7 s; no model load)."""
+    from transformers import AutoTokenizer
+
+    from distill.student import embedded_gguf_path, ensure_pad_token
+
+    path = embedded_gguf_path()
+    tok = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+    ensure_pad_token(tok)
+    return tok

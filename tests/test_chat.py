@@ -64,18 +64,6 @@ ASSISTANT_TURNS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def tokenizer():
-    """The student's real tokenizer, read straight from the embedded GGUF (~7 s; no model load)."""
-    from transformers import AutoTokenizer
-
-    from distill.student import embedded_gguf_path, ensure_pad_token
-
-    path = embedded_gguf_path()
-    tok = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
-    ensure_pad_token(tok)
-    return tok
-
 
 def test_tool_signature_marks_optional_arguments_and_gives_the_purpose() -> None:
     assert tool_signature(TOOLS[0]) == "list_models(): All models"

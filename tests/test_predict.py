@@ -21,19 +21,8 @@ from distill import predict as predict_module
 from distill.chat import ASSISTANT_HEADER, IM_END, IM_START, ParsedTurn, generation_prompt, render
 from distill.decode import GreedyDecoder, RowCache, common_prefix_len, unsupported
 from distill.predict import predict
+from tests.test_student import TOOLS  # the same two-tool set
 
-TOOLS = [
-    {"name": "list_models", "description": "All models.", "input_schema": {"type": "object", "properties": {}}},
-    {
-        "name": "run_backtest",
-        "description": "Backtest a model on a ticker.",
-        "input_schema": {
-            "type": "object",
-            "properties": {"model_id": {"type": "string"}, "ticker": {"type": "string"}},
-            "required": ["model_id", "ticker"],
-        },
-    },
-]
 QUESTIONS = [
     "Hi?",
     "How did sma_cross do on SPY between 2019-01-02 and 2023-12-29, and what would a 10 bps fee change?",
@@ -44,18 +33,6 @@ QUESTIONS = [
 STEPS = 14
 TOOL_OUTPUT = json.dumps({"models": ["sma_cross", "momentum"]})
 
-
-@pytest.fixture(scope="module")
-def tokenizer():
-    """The student's real tokenizer, read straight from the embedded GGUF (~7 s; no model load)."""
-    from transformers import AutoTokenizer
-
-    from distill.student import embedded_gguf_path, ensure_pad_token
-
-    path = embedded_gguf_path()
-    tok = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
-    ensure_pad_token(tok)
-    return tok
 
 
 def tiny_model(tokenizer, seed: int = 0) -> LlamaForCausalLM:
