@@ -1,0 +1,77 @@
+"""Never pay twice: a content-addressed store of Claude responses under results/cache/.
+
+The key is the SHA-256 of the full request (model, system, tools, messages, every parameter sent),
+serialised canonically, so any change to what is asked makes a new request and nothing else does.
+Each response is written atomically the moment it arrives: an interrupted stage resumes from the
+cache, and a rebuild, a grounding or correction change, or one more ticker in the grid pays only for
+requests it has never made. Failed requests are not stored (they are retried on the next run). The
+API key is a header, never part of a request, so it never reaches the cache.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Callable
+
+from distill.io import atomic_path
+
+Send = Callable[[dict], dict]
+
+
+def request_key(request: dict) -> str:
+    """Hex digest of the canonical JSON of `request`."""
+    blob = json.dumps(request, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+class ResponseCache:
+    """Responses by request key, one JSON file each: {"request": ..., "response": ...}."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+
+    def _path(self, key: str) -> Path:
+        return self.root / key[:2] / f"{key}.json"
+
+    def get(self, request: dict) -> dict | None:
+        path = self._path(request_key(request))
+        if not path.exists():
+            return None
+        return json.loads(path.read_text())["response"]
+
+    def put(self, request: dict, response: dict) -> None:
+        with atomic_path(self._path(request_key(request))) as tmp:
+            tmp.write_text(json.dumps({"request": request, "response": response}, ensure_ascii=False))
+
+
+def message_sender(client: Any) -> Send:
+    """`send(request) -> response dict` through `client.messages.create` (the SDK retries).
+
+    The response is the JSON exactly as the API sent it (the raw body): it is what the cache stores,
+    and a model's malformed tool input survives it unchanged, to be answered with an error result.
+    """
+
+    def send(request: dict) -> dict:
+        return client.messages.with_raw_response.create(**request).http_response.json()
+
+    return send
+
+
+def cached(send: Send, cache: ResponseCache, stats: dict[str, int] | None = None) -> Send:
+    """`send` with the cache in front; `stats` counts "hits" and "requests" (paid calls)."""
+
+    def send_cached(request: dict) -> dict:
+        hit = cache.get(request)
+        if hit is not None:
+            if stats is not None:
+                stats["hits"] = stats.get("hits", 0) + 1
+            return hit
+        response = send(request)
+        cache.put(request, response)
+        if stats is not None:
+            stats["requests"] = stats.get("requests", 0) + 1
+        return response
+
+    return send_cached
