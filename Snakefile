@@ -19,6 +19,7 @@ include: "rules/train.smk"
 include: "rules/evaluate.smk"
 include: "rules/report.smk"
 include: "rules/compare.smk"
+include: "rules/serve.smk"
 
 
 rule all:

@@ -51,7 +51,7 @@ def main() -> int:
     if not args.base.is_dir():
         prepare_base("embedded", args.base)
     torch.set_num_threads(len(os.sched_getaffinity(0)))
-    cfg = {"seed": 0, "quantization": "none", "dtype": "float32", "lora": LORA}
+    cfg = {"seed": 0, "quantization": "none", "dtype": "float32", "lora": LORA, "gradient_checkpointing": False}
     model, tokenizer = _setup_model(cfg, args.base)
     examples = batch(tokenizer, args.train)
     tokens = sum(len(e["input_ids"]) for e in examples)

@@ -1,12 +1,17 @@
 """Micro-batches and the assistant-only loss of one batch: what one training or eval step computes.
 
-Batches group examples of similar length (padding costs as much compute as real tokens), and the loss
-skips two kinds of waste exactly: the system prompt every example shares runs once per batch, and the
-output head runs only on labelled positions (docs/design.md, "Student").
+Two exact ways to compute it (docs/design.md, "Training steps and the GPU path"), chosen by
+`student.train.packing`:
+- padded (`loss_sum`, the CPU default): batches of similar length, the system prompt every example
+  shares run once per batch;
+- packed (`packed_loss_sum`, the GPU profiles): the batch concatenated into one row whose position ids
+  restart at every example, so no compute goes to padding.
+Both run the output head only on labelled positions.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -98,3 +103,39 @@ def micro_batches(examples: list[dict], batch_size: int, generator: torch.Genera
     if generator is None:
         return batches
     return [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
+
+
+HeadLoss = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]  # (head weight, hidden, targets)
+
+
+def packed_loss_sum(model: Any, examples: list[dict], head_loss: HeadLoss | None = None) -> tuple[torch.Tensor, int]:
+    """`loss_sum` computed padding-free: the examples packed into one row, positions restarting at each.
+
+    Examples stay apart because transformers (5.x, masking_utils.find_packed_sequence_indices) turns
+    restarting position ids into a block-diagonal causal mask for sdpa and eager attention, but only
+    when no attention mask and no key/value cache is passed: hence `use_cache=False` (the config
+    default would build a cache, and later examples would then attend across the boundary; a test
+    shows both). The first token of each example is never a target (it would be predicted from the
+    previous example). `head_loss` replaces lm_head + cross entropy by a fused kernel (liger).
+    """
+    base = model.get_base_model()
+    ids: list[int] = []
+    targets: list[int] = []
+    positions: list[int] = []
+    for e in examples:
+        ids += e["input_ids"]
+        targets += [IGNORE] + e["labels"][1:]
+        positions += range(len(e["input_ids"]))
+    device = model.device
+    hidden = base.get_decoder()(
+        input_ids=torch.tensor([ids], device=device),  # [1, total]
+        position_ids=torch.tensor([positions], device=device),
+        use_cache=False,
+    ).last_hidden_state
+    labels = torch.tensor(targets[1:], device=device)  # token t is predicted from position t-1
+    keep = labels != IGNORE
+    kept = hidden[0, :-1][keep]  # [kept, H]
+    head = base.get_output_embeddings()
+    if head_loss is not None:
+        return head_loss(head.weight, kept, labels[keep]), int(keep.sum())
+    return F.cross_entropy(head(kept).float(), labels[keep], reduction="sum"), int(keep.sum())

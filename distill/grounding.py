@@ -55,7 +55,8 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-REASONS = ("no_final_answer", "tool_error", "ungrounded_number")
+# teacher_error: the teacher's request failed after retries (the row is kept so the failure is counted).
+REASONS = ("teacher_error", "no_final_answer", "tool_error", "ungrounded_number")
 
 _MONTH = (r"(?:Jan(?:uary)?|Feb(?:ruary)?|Mar(?:ch)?|Apr(?:il)?|May|June?|July?|Aug(?:ust)?"
           r"|Sep(?:t(?:ember)?)?|Oct(?:ober)?|Nov(?:ember)?|Dec(?:ember)?)\.?")
@@ -206,11 +207,13 @@ def _is_error(output: str) -> bool:
 
 
 def check_trace(final_answer: str | None, tool_outputs: list[str], *,
-                reject_tool_errors: bool = True) -> GroundingResult:
+                reject_tool_errors: bool = True, teacher_error: str | None = None) -> GroundingResult:
     """Verdict for one trace; reasons are checked in REASONS order, the first that applies wins.
 
     reject_tool_errors=False keeps a trace whose tools all failed (e.g. to teach the student to report
     a tool error); its answer must still be grounded."""
+    if teacher_error:
+        return GroundingResult(False, "teacher_error", [])
     if not final_answer or not final_answer.strip():
         return GroundingResult(False, "no_final_answer", [])
     ungrounded = ungrounded_numbers(final_answer, tool_outputs)
@@ -232,10 +235,11 @@ def _outputs(cell: object) -> list[str]:
 
 def filter_traces(df: pd.DataFrame, *, reject_tool_errors: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Split traces into (kept, rejected), both with `ungrounded` (JSON list), rejected with `reason`."""
+    errors = df["teacher_error"] if "teacher_error" in df else [None] * len(df)  # absent: no teacher failed
     results = [
         check_trace(answer if isinstance(answer, str) else None, _outputs(outputs),
-                    reject_tool_errors=reject_tool_errors)
-        for answer, outputs in zip(df["final_answer"], df["tool_outputs"])
+                    reject_tool_errors=reject_tool_errors, teacher_error=error if isinstance(error, str) else None)
+        for answer, outputs, error in zip(df["final_answer"], df["tool_outputs"], errors)
     ]
     out = df.assign(ungrounded=[json.dumps(r.ungrounded) for r in results])
     kept_mask = pd.Series([r.kept for r in results], index=out.index, dtype=bool)

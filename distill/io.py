@@ -12,6 +12,7 @@ import os
 import re
 import shutil
 import tempfile
+import threading
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
@@ -24,8 +25,9 @@ def atomic_path(path: str | Path, suffix: str = "") -> Iterator[Path]:
     """Yield a temp path in the target's directory; rename it onto `path` only if the block succeeds."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    # A pid-named sibling rather than mkstemp, whose 0600 mode would stick to the final file.
-    tmp = path.with_name(f".{path.name}.{os.getpid()}{suffix or '.tmp'}")
+    # A pid- and thread-named sibling rather than mkstemp, whose 0600 mode would stick to the final file
+    # (threads of one process may write the same target: concurrent teacher conversations, one cache).
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}{suffix or '.tmp'}")
     try:
         yield tmp
         os.replace(tmp, path)

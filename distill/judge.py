@@ -3,7 +3,9 @@
 `make_judge(cfg).grade(row)` is the interface: `row` holds question, category, model_id, ticker,
 gold_answer, gold_calls (JSON text), tool_outputs (the student's tool results, as strings) and
 pred_answer; the result is a 0–1 `score` with `reasons` from JUDGE_REASONS and a `details` sentence
-per reason. A Claude judge implements the same protocol.
+per reason. The Claude judge (distill/claude/judge.py, `backend: anthropic`) implements the same
+protocol; its result also carries a rationale, the request's usage and, when grading failed, a
+GRADING_ERRORS reason with no score (never a silent 0).
 
 The offline `RubricJudge` checks facts, not phrasing, in this order:
 1. Not an answer (distill.answers): score 0, reason = the answer reason.
@@ -32,6 +34,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 from distill.answers import ANSWER_REASONS, check_answer
@@ -47,20 +50,34 @@ RUBRIC_DEFAULTS: dict[str, Any] = {
     "contradiction_cap": 0.2,
     "number_categories": ["performance", "what_if"],
 }
+# Why a grading produced no score (a paid judge only): the request failed after the SDK's retries, the
+# reply called no grading tool, its input was not {score: number, rationale: string}, or the score was
+# outside 0–1.
+GRADING_ERRORS = ("api_error", "no_grade_call", "bad_grade", "score_out_of_range")
 WORD_STEM = 5  # letters compared, so "fitted"/"fit" and "validated"/"validation" count as one word
 
 
 @dataclass(frozen=True)
 class JudgeResult:
-    """A 0–1 score, the JUDGE_REASONS found (empty when nothing was wrong) and one detail per reason."""
+    """A 0–1 score, the JUDGE_REASONS found (empty when nothing was wrong) and one detail per reason.
 
-    score: float
+    A judge that calls a model also fills `model`, `usage` (USAGE_FIELDS of distill.claude.loop, as the
+    response reported them) and `rationale`; a failed grading has `score` None, `error` from
+    GRADING_ERRORS and, in `rationale`, what was wrong with the reply.
+    """
+
+    score: float | None
     reasons: list[str] = field(default_factory=list)
     details: list[str] = field(default_factory=list)
+    rationale: str | None = None
+    error: str | None = None
+    model: str | None = None
+    usage: dict[str, int] = field(default_factory=dict)
 
 
 class Judge(Protocol):
-    """What the scorer needs: a name for the score file and a per-row grade."""
+    """What the scorer needs: a name for the score file and a per-row grade. A judge that waits on a
+    server may also say how many gradings can be in flight at once (`concurrency`; default 1)."""
 
     name: str
 
@@ -132,8 +149,16 @@ class RubricJudge:
         return JudgeResult(round(score, 4), [r for r, _ in found], [d for _, d in found])
 
 
-def make_judge(cfg: dict) -> Judge:
-    """The judge named by the `judge` config section (rubric settings under `rubric`, defaults above)."""
-    if cfg.get("backend", "rubric") == "rubric":
+def make_judge(cfg: dict, cache_dir: str | Path | None = None) -> Judge:
+    """The judge named by the `judge` config section (rubric settings under `rubric`, defaults above;
+    Claude's under `anthropic`, its responses cached under `<cache_dir>/anthropic/`)."""
+    backend = cfg.get("backend", "rubric")
+    if backend == "rubric":
         return RubricJudge(cfg.get("rubric"))
-    raise ValueError(f"judge.backend: unknown backend {cfg['backend']!r}")
+    if backend == "anthropic":
+        if cache_dir is None:
+            raise ValueError("judge.backend: anthropic needs a response cache directory (cache_dir)")
+        from distill.claude.judge import ClaudeJudge  # here, not above: it imports this module
+
+        return ClaudeJudge(cfg["anthropic"], cache_dir)
+    raise ValueError(f"judge.backend: unknown backend {backend!r}")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
@@ -20,6 +21,7 @@ import pandas as pd
 
 from distill.answers import check_answer
 from distill.chat import arguments_object
+from distill.claude.loop import USAGE_FIELDS
 from distill.grounding import ungrounded_numbers
 from distill.io import dumps
 from distill.judge import Judge, JudgeResult
@@ -280,12 +282,15 @@ def _text(cell: Any) -> str:
     return cell if isinstance(cell, str) else ""
 
 
-def score_question(row: dict, judge: Judge, cfg: dict, tools: Sequence[dict] | None = None) -> dict:
+def score_question(row: dict, judge: Judge, cfg: dict, tools: Sequence[dict] | None = None,
+                   rubric: Judge | None = None) -> dict:
     """One held-out question scored on every metric, with the reasons behind each verdict.
 
     answered: distill.answers.check_answer; grounded: an answer (not a non-answer) whose cited numbers
     the tool outputs of the student's own run support; judge: `judge.grade` for answers, and 0 with the
-    answer reason for non-answers, whichever the judge (a paid judge is never asked about them).
+    answer reason for non-answers, whichever the judge (a paid judge is never asked about them); None
+    when a paid judge's grading failed (`judge_error`). judge_rubric: the free `rubric` judge on the same
+    answer, run beside a paid one so the report can show their agreement (None without `rubric`).
     """
     gold_calls, pred_calls = _json_list(row["gold_calls"]), _json_list(row["pred_calls"])
     outputs = [o if isinstance(o, str) else json.dumps(o) for o in _json_list(row["tool_outputs"])]
@@ -295,12 +300,16 @@ def score_question(row: dict, judge: Judge, cfg: dict, tools: Sequence[dict] | N
     strict = check_sequence(pred_calls, gold_calls, strict_check_call)
     answered = check_answer(answer, question)
     ungrounded = ungrounded_numbers(answer, outputs) if answered.answered else []
-    verdict = judge.grade({
+    judge_row = {
         "question": question, "category": row["category"], "model_id": row.get("model_id"),
         "ticker": row.get("ticker"), "gold_answer": _text(row.get("gold_answer")),
         "gold_calls": row["gold_calls"] if isinstance(row["gold_calls"], str) else dumps(gold_calls),
         "tool_outputs": outputs, "pred_answer": answer,
-    }) if answered.answered else JudgeResult(0.0, [answered.reason], [answered.detail])  # never paid for
+    }
+    unanswered = JudgeResult(0.0, [answered.reason], [answered.detail])  # never paid for
+    verdict = judge.grade(judge_row) if answered.answered else unanswered
+    second = (rubric.grade(judge_row) if answered.answered else unanswered) if rubric is not None else None
+    usage = {key: int(verdict.usage.get(key, 0)) for key in USAGE_FIELDS}
     failure = row.get("failure")
     return {
         "trace_id": row["trace_id"], "category": row["category"], "model_id": row.get("model_id"),
@@ -314,17 +323,23 @@ def score_question(row: dict, judge: Judge, cfg: dict, tools: Sequence[dict] | N
                                  if lenient.valid and not strict.valid else None),
         "answered": answered.answered, "answer_reason": answered.reason,
         "grounded": answered.answered and not ungrounded, "ungrounded": dumps(ungrounded),
-        "judge": float(verdict.score), "judge_reasons": dumps(list(verdict.reasons)),
+        "judge": None if verdict.score is None else float(verdict.score), "judge_reasons": dumps(list(verdict.reasons)),
         "judge_details": dumps(list(verdict.details)),
+        "judge_rubric": None if second is None else float(second.score), "judge_rationale": verdict.rationale,
+        "judge_error": verdict.error, "judge_model": verdict.model,
+        **{f"judge_{key}": value for key, value in usage.items()},
     }
 
 
-def score_frame(df: pd.DataFrame, judge: Judge, cfg: dict, *, tools: Sequence[dict] | None = None) -> pd.DataFrame:
+def score_frame(df: pd.DataFrame, judge: Judge, cfg: dict, *, tools: Sequence[dict] | None = None,
+                rubric: Judge | None = None) -> pd.DataFrame:
     """The per-question score table of one epoch (results/scores/epoch_<n>.parquet), in input order.
 
     `cfg` is the `scoring` config section (query_overlap is read here; the rest by distill.summary).
+    Rows are scored `judge.concurrency` at a time (a judge that waits on a server; 1 otherwise).
     """
-    rows = [score_question(r, judge, cfg, tools) for r in df.to_dict("records")]
+    with ThreadPoolExecutor(getattr(judge, "concurrency", 1)) as pool:  # map keeps row order
+        rows = list(pool.map(lambda r: score_question(r, judge, cfg, tools, rubric), df.to_dict("records")))
     return pd.DataFrame(rows, columns=SCORE_COLUMNS)
 
 
@@ -332,5 +347,6 @@ SCORE_COLUMNS = (
     "trace_id", "category", "model_id", "ticker", "question", "gold_answer", "pred_answer", "gold_calls",
     "pred_calls", "failure", "tool_call", "call_error", "call_error_detail", "leniencies", "tool_call_strict",
     "strict_error", "strict_error_detail", "paraphrase_same_docs", "answered", "answer_reason", "grounded",
-    "ungrounded", "judge", "judge_reasons", "judge_details",
+    "ungrounded", "judge", "judge_reasons", "judge_details", "judge_rubric", "judge_rationale", "judge_error",
+    "judge_model", *(f"judge_{key}" for key in USAGE_FIELDS),
 )

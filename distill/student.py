@@ -124,13 +124,15 @@ def load_base(
     """Load a base model and its tokenizer from a local directory or a (cached) hub id.
 
     Float models land on CUDA when there is one, else on CPU; NF4 models are placed by bitsandbytes.
+    Attention is PyTorch's SDPA (flash and memory-efficient kernels on a GPU, no flash-attn build);
+    it also keeps packed training examples apart (distill.batches.packed_loss_sum).
     """
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {tuple(DTYPES)}, got {dtype!r}")
     bnb = quantization_config(quantization, dtype)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model = AutoModelForCausalLM.from_pretrained(
-        name_or_path, dtype=DTYPES[dtype], quantization_config=bnb, device_map={"": device}
+        name_or_path, dtype=DTYPES[dtype], quantization_config=bnb, device_map={"": device}, attn_implementation="sdpa"
     )
     tokenizer = AutoTokenizer.from_pretrained(name_or_path)
     ensure_pad_token(tokenizer, model)

@@ -16,7 +16,7 @@ import pandas as pd
 
 from distill.answers import ANSWER_REASONS
 from distill.chat import LOOP_FAILURES
-from distill.judge import JUDGE_REASONS
+from distill.judge import GRADING_ERRORS, JUDGE_REASONS
 from distill.scoring import ERRORS, LENIENCIES, SEQUENCE_ERRORS
 
 METRICS = ("tool_call", "tool_call_strict", "answered", "grounded", "judge")
@@ -28,11 +28,21 @@ DEFAULT_CFG: dict[str, Any] = {
 
 
 def _estimate(values: np.ndarray, idx: np.ndarray | None) -> dict:
-    """Mean with a percentile-bootstrap 95% CI over the resampled row indices `idx` (B × n)."""
-    if idx is None:
+    """Mean with a percentile-bootstrap 95% CI over the resampled row indices `idx` (B × n).
+
+    NaN (a judge grading that failed: judge_error) is left out of the mean and of each resample, not
+    counted as 0; with no value at all the estimate is None.
+    """
+    known = ~np.isnan(values)
+    if idx is None or not known.any():
         return {"value": None, "ci95": [None, None]}
-    lo, hi = np.percentile(values[idx].mean(axis=1), [2.5, 97.5])
-    return {"value": float(values.mean()), "ci95": [float(lo), float(hi)]}
+    if known.all():
+        means = values[idx].mean(axis=1)
+    else:
+        counts = known[idx].sum(axis=1)
+        means = np.where(known, values, 0.0)[idx].sum(axis=1)[counts > 0] / counts[counts > 0]
+    lo, hi = np.percentile(means, [2.5, 97.5])
+    return {"value": float(values[known].mean()), "ci95": [float(lo), float(hi)]}
 
 
 def _counts(values: list[str], taxonomy: tuple[str, ...]) -> dict[str, int]:
@@ -57,6 +67,7 @@ def _group(rows: pd.DataFrame, cfg: dict) -> dict:
         "failures": _counts(list(rows["failure"].dropna()), LOOP_FAILURES),
         "answer_reasons": _counts(list(rows["answer_reason"].dropna()), ANSWER_REASONS),
         "judge_reasons": _counts([x for cell in rows["judge_reasons"] for x in json.loads(cell)], JUDGE_REASONS),
+        "judge_errors": _counts(list(rows["judge_error"].dropna()), GRADING_ERRORS),
     })
     return summary
 

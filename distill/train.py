@@ -15,6 +15,7 @@ import json
 import logging
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ import torch
 from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 from transformers import get_linear_schedule_with_warmup
 
-from distill.batches import loss_sum, loss_tokens, micro_batches
+from distill.batches import HeadLoss, loss_sum, loss_tokens, micro_batches, packed_loss_sum
 from distill.chat import IGNORE, encode, first_turn
 from distill.checkpoints import fingerprint, resume, save_epoch
 from distill.io import write_json
@@ -33,12 +34,13 @@ log = logging.getLogger(__name__)
 
 CONFIG_KEYS = {
     "seed", "max_seq_len", "quantization", "dtype", "autocast", "lora", "epochs", "learning_rate",
-    "batch_size", "grad_accum", "warmup_ratio", "weight_decay",
+    "batch_size", "grad_accum", "warmup_ratio", "weight_decay", "packing", "gradient_checkpointing", "liger",
 }  # fmt: skip
 LORA_KEYS = {"r", "alpha", "dropout", "target_modules", "layers_to_transform"}
 DATA_KEYS = ("max_examples", "max_eval_examples", "first_turn_share")  # which rows, not how to train
 MAX_GRAD_NORM = 1.0  # clip: small batches at LoRA learning rates (1e-4..1e-3) spike otherwise
 SCALED_LOGITS = ("final_logit_softcapping", "logit_scale")  # heads that are more than lm_head(hidden)
+StepLoss = Callable[[Any, list[dict]], tuple[torch.Tensor, int]]  # (model, examples) -> (summed loss, tokens)
 
 
 def check_config(cfg: dict) -> None:
@@ -56,6 +58,11 @@ def check_config(cfg: dict) -> None:
     targets = cfg["lora"]["target_modules"]
     if targets != "all-linear" and not (isinstance(targets, list) and targets):
         raise ValueError(f"train.lora.target_modules must be 'all-linear' or a non-empty list, got {targets!r}")
+    # The padded path feeds a shared-prefix key/value cache, which checkpointed layers drop, and has
+    # no place for a fused head: both need the packed path.
+    for key in ("gradient_checkpointing", "liger"):
+        if cfg[key] and not cfg["packing"]:
+            raise ValueError(f"train.{key}: true needs train.packing: true")
 
 
 def linear_module_names(model: torch.nn.Module) -> list[str]:
@@ -78,10 +85,13 @@ def _setup_model(cfg: dict, base_dir: Path) -> tuple[Any, Any]:
     model, tokenizer = load_base(str(base_dir), cfg["quantization"], cfg["dtype"])
     if any(getattr(model.config, key, None) for key in SCALED_LOGITS):
         raise ValueError(f"{base_dir}: models with {SCALED_LOGITS} are not supported by the assistant-only loss")
-    if cfg["quantization"] == "nf4":
-        # Freezes the 4-bit weights and upcasts norms to fp32. Gradient checkpointing stays off: it
-        # trades compute for memory, and compute is what a CPU run is short of.
+    if cfg["quantization"] == "nf4":  # freezes the 4-bit weights and upcasts norms to fp32
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+    if cfg["gradient_checkpointing"]:
+        # Recomputes each layer in the backward pass instead of keeping its activations: memory for
+        # compute (on in the GPU configuration). Non-reentrant, so it works with frozen inputs (LoRA)
+        # without an enable_input_require_grads hook. (transformers 5 renamed gradient_checkpointing_enable.)
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
     lora = cfg["lora"]
     targets = linear_module_names(model) if lora["target_modules"] == "all-linear" else lora["target_modules"]
     peft_config = LoraConfig(
@@ -107,6 +117,26 @@ def _setup_data(rows: list[list[dict]], tools: list[dict], tokenizer: Any, max_l
     return kept
 
 
+def _setup_loss(cfg: dict, pad_id: int) -> StepLoss:
+    """The step's loss: padded with the shared prefix run once, or packed (optionally with liger's fused
+    lm_head + cross entropy, which never builds the [tokens, vocab] logits)."""
+    if not cfg["packing"]:
+        return lambda model, batch: loss_sum(model, batch, pad_id)
+    head_loss = _liger_head_loss() if cfg["liger"] else None
+    return lambda model, batch: packed_loss_sum(model, batch, head_loss)
+
+
+def _liger_head_loss() -> HeadLoss:
+    """liger-kernel's fused linear cross entropy (summed); its Triton kernels run on CUDA only."""
+    if not torch.cuda.is_available():
+        raise ValueError("train.liger: true needs a CUDA GPU (liger-kernel's Triton kernels); none is visible")
+    try:
+        from liger_kernel.transformers import LigerFusedLinearCrossEntropyLoss
+    except ImportError as exc:
+        raise ValueError("train.liger: true needs liger-kernel: pip install -e '.[gpu]'") from exc
+    return LigerFusedLinearCrossEntropyLoss(reduction="sum")  # called as (head weight, hidden, targets)
+
+
 def _setup_optimizer(cfg: dict, model: Any, steps: int) -> tuple[torch.optim.Optimizer, Any]:
     """AdamW on the adapter weights with linear warmup then linear decay over all optimizer steps."""
     params = [p for p in model.parameters() if p.requires_grad]
@@ -119,19 +149,19 @@ def _setup_optimizer(cfg: dict, model: Any, steps: int) -> tuple[torch.optim.Opt
 
 
 @torch.no_grad()
-def evaluate(model: Any, examples: list[dict], batch_size: int, pad_id: int, mixed: str | None = None) -> float:
+def evaluate(model: Any, examples: list[dict], batch_size: int, step_loss: StepLoss, mixed: str | None = None) -> float:
     """Mean token loss over the assistant tokens of `examples` (dropout off; `mixed`: autocast dtype)."""
     model.eval()
     total, tokens = 0.0, 0
     for indices in micro_batches(examples, batch_size, None):
         with autocast(model.device, mixed):
-            loss, n = loss_sum(model, [examples[i] for i in indices], pad_id)
+            loss, n = step_loss(model, [examples[i] for i in indices])
         total, tokens = total + loss.item(), tokens + n
     return total / tokens
 
 
 def _train_epoch(
-    cfg: dict, epoch: int, model: Any, examples: list[dict], optimizer: Any, scheduler: Any, pad_id: int
+    cfg: dict, epoch: int, model: Any, examples: list[dict], optimizer: Any, scheduler: Any, step_loss: StepLoss
 ) -> dict:
     """One pass in a seeded order; the loss of each optimizer step is normalised by its assistant tokens."""
     model.train()
@@ -146,7 +176,7 @@ def _train_epoch(
         group_tokens = sum(loss_tokens(e) for batch in group for e in batch)
         for batch in group:
             with autocast(model.device, cfg["autocast"]):
-                loss, _ = loss_sum(model, batch, pad_id)
+                loss, _ = step_loss(model, batch)
             (loss / group_tokens).backward()
             loss_total += loss.item()
             tokens += sum(len(e["input_ids"]) for e in batch)
@@ -179,9 +209,9 @@ def train(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
 
-    # setup, in order: seed + model + adapters, data, optimizer + schedule, then state from a resume
+    # setup, in order: seed + model + adapters, step loss, data, optimizer + schedule, then state from a resume
     model, tokenizer = _setup_model(cfg, Path(base_dir))
-    pad_id = tokenizer.pad_token_id
+    step_loss = _setup_loss(cfg, tokenizer.pad_token_id)
     train_data = _setup_data(train_rows, tools, tokenizer, cfg["max_seq_len"], "train")
     eval_data = _setup_data(eval_rows, tools, tokenizer, cfg["max_seq_len"], "eval")
     run_id = fingerprint(cfg, train_data, eval_data)
@@ -189,13 +219,13 @@ def train(
     optimizer, scheduler = _setup_optimizer(cfg, model, steps_per_epoch * cfg["epochs"])
     history = resume(out_dir, model, optimizer, scheduler, run_id)
     if history is None:
-        history = [{"epoch": 0, "eval_loss": evaluate(model, eval_data, cfg["batch_size"], pad_id, cfg["autocast"])}]
+        history = [{"epoch": 0, "eval_loss": evaluate(model, eval_data, cfg["batch_size"], step_loss, cfg["autocast"])}]
         log.info(json.dumps(history[0]))
 
     # train: one pass, one eval and one atomic save per epoch
     for epoch in range(history[-1]["epoch"] + 1, cfg["epochs"] + 1):
-        stats = _train_epoch(cfg, epoch, model, train_data, optimizer, scheduler, pad_id)
-        stats["eval_loss"] = evaluate(model, eval_data, cfg["batch_size"], pad_id, cfg["autocast"])
+        stats = _train_epoch(cfg, epoch, model, train_data, optimizer, scheduler, step_loss)
+        stats["eval_loss"] = evaluate(model, eval_data, cfg["batch_size"], step_loss, cfg["autocast"])
         history.append(stats)
         log.info(json.dumps(stats))
         save_epoch(out_dir, cfg, model, optimizer, scheduler, history, run_id)

@@ -18,7 +18,13 @@ PACKAGE_DATA = {
     "distill/diagnostics.py": "distill/sql/*.sql",  # resources.files("distill.sql") / f"{name}.sql"
     "distill/workbench/docs.py": "distill/workbench/docs/*.md",  # DOCS_DIR.glob("*.md")
     "distill/workbench/prices.py": "distill/workbench/data/prices.parquet",  # PRICES_PATH
+    "distill/teacher/base.py": "distill/teacher/system_prompt.md",  # resources.files("distill.teacher")
+    "distill/claude/judge.py": "distill/claude/judge_prompt.md",  # resources.files("distill.claude")
 }
+
+# Claude's responses and submitted batches, shared by every named run: content-addressed, so no run pays
+# twice for a request (distill/claude/cache.py). Not a rule output: it outlives every rebuild.
+CLAUDE_CACHE = "results/cache"
 
 
 def script_sources(script):
@@ -103,6 +109,36 @@ def report_baseline(wildcards):
     if not root:
         return []
     return [os.path.join(root, "selection.json")] + sorted(glob.glob(os.path.join(root, "scores", "epoch_*.json")))
+
+
+# The rules that call Claude, with the config sections whose `backend` decides it (a rule that makes a
+# call must be listed, or a run without the key fails inside the job instead of before it).
+CLAUDE_CALLERS = {"run_teacher": ("teacher",), "score_epoch": ("judge",), "evaluate_serving": ("teacher", "judge")}
+
+
+def check_claude_key(jobs):
+    """Stop before the first job when a job to run calls Claude (CLAUDE_CALLERS, with that section's
+    backend `anthropic` in its run) and ANTHROPIC_API_KEY is unset. Called from `onstart`, which
+    Snakemake skips on a dry-run: `-n` still validates a production config without the key, and the
+    teacher's estimate needs no key."""
+    from distill.claude.client import MissingKeyError, api_key, uses_anthropic
+
+    needing = set()
+    for job in jobs:
+        name = name_of(getattr(job.wildcards, "run_dir", None) or "")
+        for section in CLAUDE_CALLERS.get(job.rule.name, ()):
+            if name in RUNS and section in uses_anthropic(RUNS[name]):
+                needing.add((name, section))
+    if needing:
+        try:
+            api_key()
+        except MissingKeyError as exc:
+            users = ", ".join(f"{section} of run {name!r}" for name, section in sorted(needing))
+            raise MissingKeyError(f"{exc} (needed by the {users}); no job was started") from None
+
+
+onstart:
+    check_claude_key(workflow.dag.needrun_jobs())
 
 
 wildcard_constraints:

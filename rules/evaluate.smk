@@ -20,9 +20,7 @@ rule predict_epoch:
         "results/{run_dir}benchmarks/predict_epoch/epoch_{epoch}.tsv"
     threads: workflow.cores
     resources:
-        mem_mb=8000,
-        gpu=gpus,
-        runtime=60,
+        gpu=gpus,  # config student.gpus; memory, runtime and partition come from the profile (profiles/slurm)
     script:
         "../scripts/predict_epoch.py"
 
@@ -38,6 +36,7 @@ rule score_epoch:
         summary="results/{run_dir}scores/epoch_{epoch}.json",
     params:
         cfg=params("scores"),
+        cache=CLAUDE_CACHE,  # the Claude judge's responses, shared by every run
     log:
         "results/{run_dir}logs/score_epoch/epoch_{epoch}.log",
     resources:

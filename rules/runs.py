@@ -28,6 +28,7 @@ VARIANTS_ROOT = "variants"  # under results/: results/variants/<name>/...
 STAGES = {
     "scenarios": (("seed", "scenarios"), ()),
     "traces": (("seed", "teacher"), ("scenarios",)),
+    "estimate": (("teacher", "pricing"), ("scenarios",)),
     "grounded": (("grounding",), ("traces",)),
     "corrected": (("corrections",), ("grounded",)),
     "split": (("seed", "split"), ("corrected",)),
@@ -41,8 +42,11 @@ STAGES = {
     "baseline_scores": (("seed", "scoring", "judge"), ("baseline_predictions",)),
     "scores": (("seed", "scoring", "judge"), ("predictions",)),
     "selection": (("selection",), ("scores", "baseline_scores", "adapter")),
-    "report": (("scoring", "teacher", "student.base", "student.quantization", "student.lora", "student.train",
+    "report": (("scoring", "teacher", "pricing", "student.base", "student.quantization", "student.lora", "student.train",
                 "report"), ("selection", "diagnostics", "traces")),
+    "serving": (("seed", "predict", "student.quantization", "student.dtype", "student.autocast", "scoring", "judge",
+                 "teacher", "pricing", "serve"), ("selection", "scores", "split")),
+    "export": (("student.dtype",), ("selection", "adapter", "base_model")),
 }
 
 

@@ -34,8 +34,6 @@ rule train_student:
         "results/{run_dir}benchmarks/train_student.tsv"
     threads: workflow.cores
     resources:
-        mem_mb=8000,
-        gpu=gpus,
-        runtime=240,
+        gpu=gpus,  # config student.gpus; memory, runtime and partition come from the profile (profiles/slurm)
     script:
         "../scripts/train_student.py"

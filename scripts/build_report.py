@@ -6,12 +6,13 @@ import pandas as pd
 
 from distill.io import epoch_of, setup_logging
 from distill.report import build_report, load_baseline
+from distill.report.cost import TRACE_COLUMNS
 
 log = setup_logging(snakemake.log[0])
 inp, out, cfg = snakemake.input, snakemake.output, snakemake.params.cfg
 scores = {epoch_of(p): json.loads(Path(p).read_text()) for p in inp.scores}
 tables = {epoch_of(p): pd.read_parquet(p) for p in inp.tables}
-traces = pd.read_parquet(inp.traces, columns=["trace_id", "backend", "teacher_model", "injected_faults", "cost_usd"])
+traces = pd.read_parquet(inp.traces, columns=["trace_id", "injected_faults", *TRACE_COLUMNS])
 build_report(
     scores=scores,
     tables=tables,

@@ -15,9 +15,12 @@ from __future__ import annotations
 import itertools
 import json
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable
+
+from distill.workbench.registry import MODELS
 
 _ids = itertools.count(1)
 
@@ -177,3 +180,42 @@ class AnthropicServer:
                 self._serve("POST")
 
         return Handler
+
+
+# -- a deterministic responder for teacher runs over a grid ------------------------------------------
+
+def first_int(value: object) -> int | None:
+    """The first integer in a parsed tool result (a number the answer may cite)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    items = value.values() if isinstance(value, dict) else value if isinstance(value, list) else []
+    return next((n for n in map(first_int, items) if n is not None), None)
+
+
+class GridResponder:
+    """Answers per conversation, deterministically: the first request gets a get_model_info call for the
+    model the question names, the next an answer citing a number from that tool result. With
+    cache_control in the request it reports a prompt-cache write the first time, reads after."""
+
+    def __init__(self, delay: float = 0.0, fail: str | None = None) -> None:
+        self.delay, self.fail = delay, fail
+        self.cache_seen = False
+        self.lock = threading.Lock()
+
+    def __call__(self, body: dict) -> Reply:
+        time.sleep(self.delay)
+        question = body["messages"][0]["content"]
+        if self.fail and self.fail in question:
+            return error_reply(500, "api_error")
+        usage = {}
+        if isinstance(body.get("system"), list) and "cache_control" in body["system"][-1]:
+            with self.lock:
+                usage = {"cache_read": 700} if self.cache_seen else {"cache_write": 700}
+                self.cache_seen = True
+        if len(body["messages"]) == 1:
+            model_id = next((m.id for m in MODELS.values() if m.name in question), "sma_crossover")
+            return tool_reply([("get_model_info", {"model_id": model_id})], **usage)
+        result = body["messages"][-1]["content"][0]["content"]
+        return text_reply(f"It uses a window of {first_int(json.loads(result))}.", **usage)

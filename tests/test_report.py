@@ -31,7 +31,9 @@ RIGHT = {0: set(), 1: {"p0", "p1", "m0"}, 2: {"p0", "p1", "p2", "p3", "m0", "m1"
 CFG = {"scoring": {"query_overlap": 0.5, "bootstrap_samples": 200, "seed": 1,
                    "ship_bar": {"tool_call": 0.9, "grounded": 0.99, "judge": 0.7}},
        "teacher": {"backend": "offline", "model": "offline-simulator-v1"},
-       "student": {"base": "embedded", "quantization": "none", "lora": {"r": 16}, "train": {"epochs": 3}}}
+       "student": {"base": "embedded", "quantization": "none", "lora": {"r": 16}, "train": {"epochs": 3}},
+       "pricing": {"models": {"claude-sonnet-4-5": {"input": 3.0, "output": 15.0}},
+                   "cache_write": 1.25, "cache_read": 0.1, "batch": 0.5}}
 
 
 class FixedJudge:
@@ -88,7 +90,7 @@ def dataset_row(trace_id: str, category: str, answer: str) -> dict:
             "question": f"How does {m.name} work?" if category == "methodology" else f"Q {trace_id}",
             "gold_calls": "[]", "trace_id": trace_id, "messages": "[]", "final_answer": answer,
             "tool_outputs": "[]", "backend": "offline-simulator", "teacher_model": "offline-simulator-v1",
-            "injected_faults": "[]", "cost_usd": 0.0, "ungrounded": "[]"}
+            "injected_faults": "[]", "ungrounded": "[]"}
 
 
 @pytest.fixture(scope="module")
@@ -116,7 +118,9 @@ def artifacts(tmp_path_factory: pytest.TempPathFactory) -> dict:
     diagnostics.build_all(paths["grounded"], paths["rejected"], paths["corrected"], paths["log"],
                           paths["corrected"], paths["corrected"], tmp / "results" / "diagnostics")
     traces = pd.DataFrame({"trace_id": ["a", "b"], "backend": "offline-simulator",
-                           "teacher_model": "offline-simulator-v1", "cost_usd": 0.0,
+                           "teacher_model": "offline-simulator-v1", "input_tokens": 0, "output_tokens": 0,
+                           "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0, "requests": 0,
+                           "batch_api": False, "teacher_error": None,
                            "injected_faults": ['["query_paraphrase"]', "[]"]})
     return {"scores": scores, "tables": tables, "traces": traces, "diag": tmp / "results" / "diagnostics"}
 
@@ -216,8 +220,46 @@ def test_agreement_not_flagged(artifacts: dict, tmp_path: Path) -> None:
 
 
 def test_claude_teacher_not_called_simulator(artifacts: dict, tmp_path: Path) -> None:
-    traces = artifacts["traces"].assign(backend="anthropic", teacher_model="claude-x", cost_usd=0.5,
-                                        injected_faults="[]")
+    traces = artifacts["traces"].assign(backend="anthropic", teacher_model="claude-x", injected_faults="[]")
     cfg = {**CFG, "teacher": {"backend": "anthropic", "model": "claude-x"}}
     text = render(artifacts, tmp_path, [2.5, 1.2, 0.9, 0.7], traces, cfg)
     assert "SIMULATOR" not in text and "**Teacher: Claude** (backend `anthropic`, model `claude-x`" in text
+
+
+def test_teacher_cost_from_usage_and_the_price_table(artifacts: dict, tmp_path: Path) -> None:
+    assert "## Teacher cost\n\nOffline simulator: no cost." in render(artifacts, tmp_path / "a", [2.5, 1.2, 0.9, 0.7])
+    traces = artifacts["traces"].assign(backend="anthropic", teacher_model="claude-sonnet-4-5-20250929",
+                                        input_tokens=[1_000_000, 0], output_tokens=[0, 100_000], requests=2,
+                                        cache_read_input_tokens=[0, 1_000_000], batch_api=[False, True],
+                                        teacher_error=[None, "InternalServerError 500: boom"], injected_faults="[]")
+    cfg = {**CFG, "teacher": {"backend": "anthropic", "model": "claude-sonnet-4-5"}}
+    text = render(artifacts, tmp_path / "b", [2.5, 1.2, 0.9, 0.7], traces, cfg)
+    section = text.split("## Teacher cost", 1)[1]
+    assert "input 1,000,000 · output 100,000 · cache write 0 · cache read 1,000,000" in section
+    assert "$3.90" in section  # 3.00 direct + (1.50 + 0.30) × 0.5 through batches
+    assert "4 requests for 2 scenarios (1 through Message Batches)" in section
+    assert "Scenarios missing (request failed after retries): 1." in section
+    other = {**cfg, "pricing": {**CFG["pricing"], "models": {}}}
+    assert "no price for `claude-sonnet-4-5-20250929`" in render(artifacts, tmp_path / "c", [2.5, 1.2, 0.9, 0.7], traces, other)
+
+
+def test_judge_cost_and_agreement_with_a_claude_judge(artifacts: dict, tmp_path: Path) -> None:
+    losses = [2.5, 1.2, 0.9, 0.7]  # the task metric picks epoch 2
+    assert "needs `judge.backend: anthropic`" in render(artifacts, tmp_path / "a", losses).split("## Judge cost", 1)[1]
+    tables = {}
+    for epoch, table in artifacts["tables"].items():
+        graded = table["answered"]  # a Claude judge is asked about answers only
+        tables[epoch] = table.assign(
+            judge_rubric=table["judge"], judge_model=graded.map({True: "claude-sonnet-4-5", False: None}),
+            judge_input_tokens=graded * 1000, judge_output_tokens=graded * 100,
+            judge_rationale=graded.map({True: "States the return.", False: None}))
+    answered = tables[2].index[tables[2]["answered"]]
+    tables[2].loc[answered[0], ["judge", "judge_error", "judge_rationale"]] = [None, "no_grade_call", "text only"]
+    tables[2].loc[answered[1], ["judge", "judge_rationale"]] = [0.4, "Misses the Sharpe ratio."]
+    scores = {e: {**s, "judge_name": "anthropic"} for e, s in artifacts["scores"].items()}
+    text = render({**artifacts, "scores": scores, "tables": tables}, tmp_path / "b", losses)
+    section = text.split("## Judge cost and agreement", 1)[1]
+    gradings = sum(int(t["answered"].sum()) for t in tables.values())
+    assert f"{gradings} gradings (epochs 0, 1, 2, 3), 1 failed (`no_grade_call` ×1" in section
+    assert f"${gradings * (1000 * 3.0 + 100 * 15.0) / 1e6:,.4f}" in section  # CFG's pricing: $3 / $15 per million
+    assert "Pearson" in section and "| 2 | Question " in section and "Misses the Sharpe ratio." in section

@@ -31,20 +31,20 @@ def owners(runs, cfgs: dict, name: str) -> dict[str, str]:
 def test_a_training_variant_shares_the_data_stages_and_builds_the_rest(runs, default):
     cfgs = {"default": default, "lr": runs.deep_merge(default, {"student": {"train": {"learning_rate": 5e-4}}})}
     own = {s for s, d in owners(runs, cfgs, "lr").items() if d}
-    assert own == {"adapter", "predictions", "scores", "selection", "report"}
+    assert own == {"adapter", "predictions", "scores", "selection", "report", "serving", "export"}
     assert runs.owner_dir(cfgs, "lr", "adapter") == "variants/lr/"
 
 
 def test_an_uncorrected_variant_shares_teacher_and_grounding_only(runs, default):
     cfgs = {"default": default, "uncorrected": runs.deep_merge(default, {"corrections": {"file": None}})}
     shared = {s for s, d in owners(runs, cfgs, "uncorrected").items() if not d}
-    assert shared == {"scenarios", "traces", "grounded", "base_model"}
+    assert shared == {"scenarios", "traces", "estimate", "grounded", "base_model"}
 
 
 def test_a_ruler_variant_shares_every_prediction(runs, default):
     cfgs = {"default": default, "strict": runs.deep_merge(default, {"scoring": {"query_overlap": 1.0}})}
     own = {s for s, d in owners(runs, cfgs, "strict").items() if d}
-    assert own == {"scores", "baseline_scores", "selection", "report"}
+    assert own == {"scores", "baseline_scores", "selection", "report", "serving", "export"}
 
 
 def test_scheduling_keys_share_everything(runs, default):

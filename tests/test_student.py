@@ -68,6 +68,9 @@ CFG = {
     "grad_accum": 1,
     "warmup_ratio": 0.0,
     "weight_decay": 0.0,
+    "packing": False,
+    "gradient_checkpointing": False,
+    "liger": False,
 }
 
 

@@ -11,7 +11,9 @@ API key is a header, never part of a request, so it never reaches the cache.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
+import threading
 from pathlib import Path
 from typing import Any, Callable
 
@@ -51,27 +53,50 @@ def message_sender(client: Any) -> Send:
 
     The response is the JSON exactly as the API sent it (the raw body): it is what the cache stores,
     and a model's malformed tool input survives it unchanged, to be answered with an error result.
+    Request fields the SDK's `create` does not name (anthropic 2.16 has no temperature, top_p or top_k)
+    travel in `extra_body`, so the body on the wire is still exactly the request the cache is keyed by.
     """
+    named = set(inspect.signature(client.messages.create).parameters)
 
     def send(request: dict) -> dict:
-        return client.messages.with_raw_response.create(**request).http_response.json()
+        extra = {key: value for key, value in request.items() if key not in named}
+        fields = {key: value for key, value in request.items() if key in named}
+        return client.messages.with_raw_response.create(**fields, **({"extra_body": extra} if extra else {})
+                                                        ).http_response.json()
 
     return send
 
 
-def cached(send: Send, cache: ResponseCache, stats: dict[str, int] | None = None) -> Send:
-    """`send` with the cache in front; `stats` counts "hits" and "requests" (paid calls)."""
+def cached(send: Send, cache: ResponseCache, stats: dict[str, int] | None = None,
+           accept: Callable[[dict], bool] | None = None) -> Send:
+    """`send` with the cache in front; `stats` counts "hits" and "requests" (paid calls).
+
+    `accept(response)` False keeps a response out of the cache (it is still returned): a reply the
+    caller cannot use, such as a judge's malformed grading, is asked again on the next run.
+
+    Safe to share between threads: concurrent identical requests (the same methodology question asked
+    for several tickers) wait for the first one's response instead of each paying for it.
+    """
+    guard = threading.Lock()
+    in_flight: dict[str, threading.Lock] = {}
+
+    def count(kind: str) -> None:
+        if stats is not None:
+            with guard:
+                stats[kind] = stats.get(kind, 0) + 1
 
     def send_cached(request: dict) -> dict:
-        hit = cache.get(request)
-        if hit is not None:
-            if stats is not None:
-                stats["hits"] = stats.get("hits", 0) + 1
-            return hit
-        response = send(request)
-        cache.put(request, response)
-        if stats is not None:
-            stats["requests"] = stats.get("requests", 0) + 1
-        return response
+        with guard:
+            lock = in_flight.setdefault(request_key(request), threading.Lock())
+        with lock:
+            hit = cache.get(request)
+            if hit is not None:
+                count("hits")
+                return hit
+            response = send(request)
+            if accept is None or accept(response):
+                cache.put(request, response)
+            count("requests")
+            return response
 
     return send_cached

@@ -33,6 +33,12 @@ def make_client(max_retries: int = 4, timeout_s: float = 120.0, base_url: str | 
     return anthropic.Anthropic(api_key=api_key(), base_url=base_url, max_retries=max_retries, timeout=timeout_s)
 
 
+def describe_error(exc: Exception) -> str:
+    """One line for a recorded failure: the error class, HTTP status and API message (never the key)."""
+    status = getattr(exc, "status_code", None)
+    return f"{type(exc).__name__}{f' {status}' if status else ''}: {getattr(exc, 'message', None) or exc}"
+
+
 def uses_anthropic(cfg: dict) -> list[str]:
     """The config sections (of a full config) whose backend is Claude: they need the key."""
     return [section for section in ("teacher", "judge") if cfg.get(section, {}).get("backend") == "anthropic"]

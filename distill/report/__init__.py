@@ -4,8 +4,9 @@ Built only from finished artifacts (score files and per-question score tables, s
 training metrics, the diagnostics tables and the traces), in reading order: who the teacher was, the
 verdict (chosen epoch vs the untrained base and an optional previous build, ship bar, eval-loss
 disagreement, the likely causes), real held-out examples, then the evidence behind it (per-epoch and
-per-category tables, ruler sensitivity, reasons by kind, flips, the dataset). Sections: verdict.py,
-evidence.py, dataset.py; PNG plots: plots.py; shared figure helpers: figures.py.
+per-category tables, ruler sensitivity, reasons by kind, flips, the dataset, the teacher's and the
+judge's cost, the judges' agreement). Sections: verdict.py, evidence.py, dataset.py, cost.py, judges.py;
+PNG plots: plots.py; shared figure helpers: figures.py.
 """
 
 from __future__ import annotations
@@ -18,9 +19,11 @@ import pandas as pd
 
 from distill.io import write_text
 from distill.report import plots
+from distill.report.cost import teacher_cost_section
 from distill.report.dataset import dataset_section, read_diagnostics
 from distill.report.evidence import (category_table, epoch_table, examples_section, flips_section,
                                      ruler_section, taxonomy_table)
+from distill.report.judges import judge_section
 from distill.report.verdict import DISAGREE_FLAG, fault_counts, student_line, teacher_line, verdict
 
 __all__ = ["DISAGREE_FLAG", "PLOTS", "build_report", "load_baseline"]
@@ -100,6 +103,8 @@ def build_report(scores: dict[int, dict], tables: dict[int, pd.DataFrame], selec
         "## Reasons by kind", taxonomy_table(scores),
         "## Per-question flips", flips_section(tables, selection),
         "## Dataset", dataset_section(diag, summary),
+        "## Teacher cost", teacher_cost_section(traces, cfg),
+        "## Judge cost and agreement", judge_section(scores[task].get("judge_name", "?"), tables, cfg["pricing"]),
     ]
     text = "\n\n".join(sections) + "\n"
     write_text(text, report_path)

@@ -135,7 +135,8 @@ def _verdict_line(r: pd.Series) -> str:
     grounded = ("grounded" if r["grounded"] else
                 f"not grounded (unsupported: {', '.join(unsupported)})" if unsupported else "not grounded")
     reasons = "; ".join(f"`{c}` {d}" for c, d in zip(json.loads(r["judge_reasons"]), json.loads(r["judge_details"])))
-    return f"{call}; {answered}; {grounded}; judge {r['judge']:.2f}" + (f" ({reasons})" if reasons else "")
+    failed = f" (grading failed: `{r['judge_error']}`)" if isinstance(r["judge_error"], str) else ""
+    return f"{call}; {answered}; {grounded}; judge {fmt(r['judge'])}{failed}" + (f" ({reasons})" if reasons else "")
 
 
 def examples_section(table: pd.DataFrame, chosen: int, per_category: int) -> str:

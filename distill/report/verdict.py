@@ -32,8 +32,7 @@ def teacher_line(traces: pd.DataFrame, cfg: dict) -> str:
         injected = ", ".join(f"{k} ×{v}" for k, v in sorted(fault_counts(traces).items())) or "none"
         return (f"**Teacher: the offline SIMULATOR, not Claude** ({names}). It injects the real teacher's "
                 f"known faults on purpose ({injected}); these figures show the pipeline at work, not Claude.")
-    cost = float(traces["cost_usd"].sum()) if "cost_usd" in traces else 0.0
-    return f"**Teacher: Claude** ({names}, ${cost:.2f})."
+    return f"**Teacher: Claude** ({names}; cost: see Teacher cost)."
 
 
 def student_line(cfg: dict, score: dict | None) -> str:

@@ -1,7 +1,7 @@
 -- rejections: rows the grounding filter dropped, by reason × category, with a total per reason.
 -- Relations:
 --   rejected  grounding_rejected.parquet (grounded columns + reason:
---             ungrounded_number | tool_error | no_final_answer).
+--             teacher_error | no_final_answer | tool_error | ungrounded_number).
 SELECT
     reason,
     CASE WHEN grouping(category) = 1 THEN '(all)' ELSE category END AS category,

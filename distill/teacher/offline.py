@@ -19,11 +19,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import random
 
 from distill.teacher.base import SYSTEM_PROMPT, Trace
 from distill.workbench import tools
 from distill.workbench.registry import get_model
+
+log = logging.getLogger(__name__)
 
 # Rephrasings of methodology searches, as Claude varies them from one conversation to the next.
 PARAPHRASES: dict[str, tuple[str, ...]] = {
@@ -45,11 +48,21 @@ class OfflineTeacher:
     """Deterministic teacher simulator; the same seed and scenario always give the same trace."""
 
     backend = "offline-simulator"
+    batch_api = False
+    max_missing_share = 0.0  # the simulator never fails a request
 
     def __init__(self, cfg: dict, seed: int) -> None:
         self.model = cfg["model"]
         self.faults = cfg["faults"]
         self.seed = seed
+
+    def play_all(self, scenarios: list[dict]) -> list[Trace]:
+        traces = []
+        for i, scenario in enumerate(scenarios):
+            traces.append(self.play(scenario))
+            if (i + 1) % 50 == 0:
+                log.info("teacher simulator: %d/%d scenarios", i + 1, len(scenarios))
+        return traces
 
     def play(self, scenario: dict) -> Trace:
         rng = random.Random(int(hashlib.sha256(f"{self.seed}|{scenario['scenario_id']}".encode()).hexdigest(), 16))

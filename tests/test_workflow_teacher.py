@@ -1,0 +1,65 @@
+"""The Claude teacher through real Snakemake on a tiny grid, against the local HTTP server: one more
+ticker re-runs the teacher stage but pays only for the new scenarios; the key check; the key never
+lands in a file."""
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from distill.claude.client import KEY_VAR
+from tests.anthropic_server import AnthropicServer, GridResponder
+from tests.workflow_helpers import copy_workflow, edited_config, edited_file, planned_jobs, snakemake
+
+pytestmark = pytest.mark.slow
+FAKE_KEY = "sk-ant-test-FAKEKEY-workflow-9876543210"
+TINY = {"scenarios": {"models": ["sma_crossover"], "tickers": ["ACME"]},
+        "teacher": {"backend": "anthropic", "model": "claude-sonnet-4-5",
+                    "anthropic": {"max_retries": 1, "concurrency": 2}}}
+TARGETS = ("results/grounded.parquet", "results/teacher/estimate.md")
+
+
+def test_missing_key_stops_a_run_before_any_job_but_not_a_dry_run(tmp_path, monkeypatch):
+    monkeypatch.delenv(KEY_VAR, raising=False)
+    wd = copy_workflow(tmp_path / "repo", TINY)
+    assert snakemake(wd, "-n", *TARGETS).returncode == 0  # a production config validates without the key
+    proc = snakemake(wd, *TARGETS)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and KEY_VAR in out and "teacher of run 'default'" in out
+    assert not (wd / "results" / "scenarios.parquet").exists()
+    estimate = snakemake(wd, "results/teacher/estimate.md")  # the cost is known before there is a key
+    assert estimate.returncode == 0, estimate.stderr[-3000:]
+
+
+def test_one_more_ticker_pays_only_for_the_new_scenarios(tmp_path, monkeypatch):
+    monkeypatch.setenv(KEY_VAR, FAKE_KEY)
+    with AnthropicServer(GridResponder()) as server:
+        monkeypatch.setenv("ANTHROPIC_BASE_URL", server.url)
+        wd = copy_workflow(tmp_path / "repo", TINY)
+        proc = snakemake(wd, *TARGETS)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        first = len(server.messages())
+        assert first == 2 * len(pd.read_parquet(wd / "results" / "traces.parquet"))
+        assert "- scenarios: 8" in (wd / "results" / "teacher" / "estimate.md").read_text()
+
+        cfg = edited_config(wd, tmp_path, {"scenarios": {"tickers": ["ACME", "BOLT"]}})
+        assert set(planned_jobs(wd, "results/grounded.parquet", "--configfile", cfg)) == {
+            "build_scenarios", "run_teacher", "ground_traces"}
+        proc = snakemake(wd, *TARGETS, "--configfile", cfg)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        new = server.messages()[first:]
+    traces = pd.read_parquet(wd / "results" / "traces.parquet")
+    bolt = traces["question"].str.contains("BOLT")
+    # Methodology questions name no ticker: BOLT's are ACME's, answered from the cache.
+    assert len(traces) == 16 and 0 < bolt.sum() < 8 and len(new) == 2 * bolt.sum()
+    assert all("BOLT" in body["messages"][0]["content"] for body in new)
+    assert traces["teacher_error"].isna().all()
+    assert len(pd.read_parquet(wd / "results" / "grounded.parquet")) == len(traces)
+    assert f"teacher: {len(new)} requests paid now" in (wd / "results" / "logs" / "run_teacher.log").read_text()
+    prices = edited_config(wd, tmp_path, {"scenarios": {"tickers": ["ACME", "BOLT"]},
+                                          "pricing": {"models": {"claude-sonnet-4-5": {"input": 2.0, "output": 10.0}}}})
+    assert planned_jobs(wd, *TARGETS, "--configfile", prices) == {"estimate_teacher_cost": 1}  # no teacher call
+    with edited_file(wd / "distill" / "teacher" / "system_prompt.md"):  # a versioned input of the teacher
+        assert "run_teacher" in planned_jobs(wd, "results/traces.parquet", "--configfile", cfg)
+    written = [p for root in (wd / "results", wd / ".snakemake" / "log") for p in root.rglob("*") if p.is_file()]
+    assert any(p.name.endswith(".json") for p in written)  # the response cache is among them
+    assert not [p for p in written if FAKE_KEY.encode() in p.read_bytes()]
