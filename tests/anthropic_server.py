@@ -157,6 +157,9 @@ class AnthropicServer:
             def _serve(self, method: str) -> None:
                 length = int(self.headers.get("content-length") or 0)
                 raw = self.rfile.read(length) if length else b""
+                if method == "POST" and (not raw or len(raw) < length):
+                    self.close_connection = True  # a client killed mid-send: the API never saw a request
+                    return
                 body = json.loads(raw) if raw else None
                 path = self.path.split("?")[0]
                 with server._lock:
