@@ -286,3 +286,13 @@ def test_a_large_move_within_noise_is_still_explained(tmp_path: Path) -> None:
     line = cause(text, "methodology judge +0.25")
     assert "within noise" in line and "the training answers of methodology changed in 1 row(s) (gold data)" in line
     assert not any(row.startswith("- **performance") for row in text.splitlines())  # nothing moved there
+
+
+def test_a_failed_claude_grading_counts_in_neither_run():
+    """A question whose grading failed (judge NaN) is left out of the means and the CI, not taken as 0."""
+    ta = pd.DataFrame({"trace_id": list("abcd"), "question": list("abcd"), "category": ["x"] * 4, "judge": [0.5] * 4})
+    tb = ta.assign(judge=[1.0, 1.0, 1.0, np.nan])
+    d = deltas(ta, tb, samples=200, seed=0, metrics=("judge",))[OVERALL, "judge"]
+    assert d.a == 0.5 and d.b == 1.0 and d.ci == (0.5, 0.5)
+    none = deltas(ta, tb.assign(judge=np.nan), samples=50, seed=0, metrics=("judge",))[OVERALL, "judge"]
+    assert none.b is None and none.ci is None

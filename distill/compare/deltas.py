@@ -8,6 +8,7 @@ beyond noise when its CI excludes 0.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -56,9 +57,23 @@ def in_group(table: pd.DataFrame, group: str) -> pd.DataFrame:
     return table if group == OVERALL else table[table["category"] == group]
 
 
-def _ci(samples: np.ndarray) -> tuple[float, float]:
-    lo, hi = np.percentile(samples, [2.5, 97.5])
+def _ci(samples: np.ndarray) -> tuple[float, float] | None:
+    if np.isnan(samples).all():
+        return None
+    lo, hi = np.nanpercentile(samples, [2.5, 97.5])
     return float(lo), float(hi)
+
+
+def _mean(values: np.ndarray) -> float | None:
+    """Mean over the rows that have a value: a Claude grading that failed has no judge score (NaN) and
+    counts in neither run, as in distill.summary."""
+    return float(np.nanmean(values)) if len(values) and not np.isnan(values).all() else None
+
+
+def _resampled_means(values: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    with warnings.catch_warnings():  # a resample of only ungraded rows has no mean: NaN, dropped by _ci
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmean(values[idx], axis=1)
 
 
 def deltas(ta: pd.DataFrame, tb: pd.DataFrame, samples: int, seed: int,
@@ -86,11 +101,11 @@ def deltas(ta: pd.DataFrame, tb: pd.DataFrame, samples: int, seed: int,
         for metric in metrics:
             va, vb = ra[metric].astype(float).to_numpy(), rb[metric].astype(float).to_numpy()
             if idx_a is None or idx_b is None:
-                out[group, metric] = Delta(float(va.mean()) if len(va) else None,
-                                           float(vb.mean()) if len(vb) else None, None)
+                out[group, metric] = Delta(_mean(va), _mean(vb), None)
                 continue
-            ci = _ci((vb - va)[idx_a].mean(axis=1) if key else vb[idx_b].mean(axis=1) - va[idx_a].mean(axis=1))
-            out[group, metric] = Delta(float(va.mean()), float(vb.mean()), ci)
+            ci = _ci(_resampled_means(vb - va, idx_a) if key
+                     else _resampled_means(vb, idx_b) - _resampled_means(va, idx_a))
+            out[group, metric] = Delta(_mean(va), _mean(vb), ci)
     return out
 
 
