@@ -27,7 +27,7 @@ import anthropic
 import pandas as pd
 
 from distill.answers import check_answer
-from distill.claude.cache import ResponseCache, cached, message_sender
+from distill.claude.cache import cached, message_sender, response_cache
 from distill.claude.client import make_client
 from distill.claude.loop import USAGE_FIELDS, LoopResult, run_tool_loop
 from distill.claude.pricing import cost_usd
@@ -120,7 +120,7 @@ class ClaudeTeacher:
         self.model, self.max_turns, self.pricing = tcfg["model"], tcfg["max_turns"], pricing
         self.params = request_params(tcfg)
         client = make_client(acfg["max_retries"], acfg["timeout_s"])
-        self.send = cached(message_sender(client), ResponseCache(Path(cache_dir) / "anthropic"))
+        self.send = cached(message_sender(client), response_cache(cache_dir))
 
     def run(self, question: str, scenario: dict | None = None) -> Attempt:
         result = run_tool_loop(self.send, self.params, question, self.max_turns)

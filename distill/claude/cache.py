@@ -48,6 +48,12 @@ class ResponseCache:
             tmp.write_text(json.dumps({"request": request, "response": response}, ensure_ascii=False))
 
 
+def response_cache(cache_dir: str | Path) -> ResponseCache:
+    """The one store every Claude caller (teacher, judge, assistant) shares: `<cache_dir>/anthropic/`,
+    with `cache_dir` results/cache/ in the pipeline, so a request any of them paid for is paid once."""
+    return ResponseCache(Path(cache_dir) / "anthropic")
+
+
 def message_sender(client: Any) -> Send:
     """`send(request) -> response dict` through `client.messages.create` (the SDK retries).
 

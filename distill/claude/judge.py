@@ -28,7 +28,7 @@ from typing import Any
 import anthropic
 
 from distill.answers import check_answer
-from distill.claude.cache import ResponseCache, cached, message_sender
+from distill.claude.cache import cached, message_sender, response_cache
 from distill.claude.client import describe_error, make_client
 from distill.claude.loop import USAGE_FIELDS, add_usage
 from distill.judge import JudgeResult
@@ -104,7 +104,7 @@ class ClaudeJudge:
         self.params = request_params(acfg)
         self.stats: dict[str, int] = {}  # "requests" paid now, "hits" answered from the cache
         client = client or make_client(acfg["max_retries"], acfg["timeout_s"])
-        self.send = cached(message_sender(client), ResponseCache(Path(cache_dir) / "anthropic"), self.stats,
+        self.send = cached(message_sender(client), response_cache(cache_dir), self.stats,
                            accept=lambda response: parse_grade(response)[2] is None)
 
     def grade(self, row: dict[str, Any]) -> JudgeResult:

@@ -17,7 +17,7 @@ from typing import Any
 
 import anthropic
 
-from distill.claude.cache import ResponseCache, Send, cached, message_sender
+from distill.claude.cache import Send, cached, message_sender, response_cache
 from distill.claude.client import describe_error, make_client
 from distill.claude.loop import run_tool_loop
 from distill.teacher.base import SYSTEM_PROMPT, Trace
@@ -60,7 +60,7 @@ class ClaudeTeacher:
         self.batch_api = acfg["mode"] == "batch"
         self.max_missing_share = acfg["max_missing_share"]
         self.client = client or make_client(acfg["max_retries"], acfg["timeout_s"])
-        self.cache = ResponseCache(Path(cache_dir) / "anthropic")
+        self.cache = response_cache(cache_dir)
         self.batch_dir = Path(cache_dir) / "batches"
         self.params = request_params(tcfg)
         self.stats: dict[str, int] = {}  # "requests" paid now, "hits" answered from the cache
