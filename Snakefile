@@ -1,6 +1,8 @@
 # Distil a hosted assistant (the teacher) into a small local student for the trading workbench.
 # Wiring only: the logic lives in the `distill` package, one rules/<stage>.smk per stage of the DAG.
-from snakemake.utils import min_version, validate
+from snakemake.utils import min_version
+
+from distill.config import validate
 
 min_version("9.0")
 
@@ -8,7 +10,7 @@ min_version("9.0")
 configfile: "config.yaml"
 
 
-validate(config, "schemas/config.schema.yaml")
+validate(config, "config.yaml")  # schemas/config.schema.yaml; fills every default
 
 
 include: "rules/common.smk"

@@ -1,6 +1,6 @@
 """Benchmark: one LoRA training step of the embedded student in float32 vs bf16 autocast, side by side.
 
-The step is the pipeline's own (distill.batches.loss_sum + backward) on real rendered training
+The step is the pipeline's own (distill.student.batches.loss_sum + backward) on real rendered training
 conversations of results/split/train.parquet (or synthetic ids when it is absent), batch 4, LoRA r=16 on
 every linear layer. Each setting runs `--repeats` times, alternating, after one warm-up; prints and
 writes bench/results/cpu_autocast.json: median seconds, tokens/s, the ratio, and the loss of each
@@ -24,10 +24,10 @@ import pandas as pd
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from distill.batches import loss_sum  # noqa: E402
-from distill.chat import encode  # noqa: E402
-from distill.student import autocast, load_base, prepare_base  # noqa: E402
-from distill.train import _setup_model  # noqa: E402
+from distill.student.batches import loss_sum  # noqa: E402
+from distill.student.chat import encode  # noqa: E402
+from distill.student.base_model import autocast, load_base, prepare_base  # noqa: E402
+from distill.student.train import _setup_model  # noqa: E402
 from distill.workbench.tools import TOOLS  # noqa: E402
 
 OUT = Path(__file__).with_name("results") / "cpu_autocast.json"

@@ -1,7 +1,7 @@
 """Benchmark: the default's training step on the CPU, padded + shared prefix vs packed (student.train.packing).
 
 The embedded student with the default's LoRA (r=16, every linear layer), bf16 autocast, batches of 4
-whole rendered traces grouped by length as training groups them (distill.batches.micro_batches), the
+whole rendered traces grouped by length as training groups them (distill.student.batches.micro_batches), the
 same batches for both paths, taking turns to go first, after one warm-up batch; writes bench/results/cpu_packing.json.
 Decides the CPU default of `student.train.packing`.
 
@@ -22,10 +22,10 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from distill.batches import loss_sum, micro_batches, packed_loss_sum  # noqa: E402
+from distill.student.batches import loss_sum, micro_batches, packed_loss_sum  # noqa: E402
 from distill.io import write_json  # noqa: E402
-from distill.student import autocast, prepare_base  # noqa: E402
-from distill.train import _setup_model  # noqa: E402
+from distill.student.base_model import autocast, prepare_base  # noqa: E402
+from distill.student.train import _setup_model  # noqa: E402
 from gpu_qlora import rendered_examples  # noqa: E402  (bench/ is on sys.path as the script's directory)
 
 OUT = Path(__file__).with_name("results") / "cpu_packing.json"

@@ -3,8 +3,8 @@
 Both paths train the same NF4 (double quant, bf16 compute) base with LoRA r=16 on every linear layer,
 on the same examples: the pipeline's own rendered traces (token ids and assistant-only labels from
 results/split/train.parquet when a build exists, else from the offline teacher simulator's traces
-rendered with distill.chat), capped at --max-len tokens.
-- project: distill.train's setup (SDPA, non-reentrant gradient checkpointing) and step loss: packed
+rendered with distill.student.chat), capped at --max-len tokens.
+- project: distill.student.train's setup (SDPA, non-reentrant gradient checkpointing) and step loss: packed
   padding-free micro-batches (student.train.packing), optionally liger's fused head loss (--liger);
 - baseline: what a QLoRA tutorial does: peft's prepare_model_for_kbit_training + get_peft_model and
   the Hugging Face Trainer at its defaults, padded batches in random order (DataCollatorForSeq2Seq).
@@ -36,11 +36,11 @@ import torch
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from distill.batches import micro_batches, packed_loss_sum  # noqa: E402
-from distill.chat import encode  # noqa: E402
+from distill.student.batches import micro_batches, packed_loss_sum  # noqa: E402
+from distill.student.chat import encode  # noqa: E402
 from distill.io import write_json  # noqa: E402
-from distill.student import embedded_gguf_path, ensure_pad_token, quantization_config  # noqa: E402
-from distill.train import _liger_head_loss, _setup_model  # noqa: E402
+from distill.student.base_model import embedded_gguf_path, ensure_pad_token, quantization_config  # noqa: E402
+from distill.student.train import _liger_head_loss, _setup_model  # noqa: E402
 from distill.workbench.tools import TOOLS  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -69,7 +69,7 @@ def rendered_examples(tokenizer, max_len: int) -> tuple[list[dict], str]:
     if train.is_file():
         messages, source = [json.loads(m) for m in pd.read_parquet(train)["messages"]], str(train.relative_to(ROOT))
     else:
-        from distill.scenarios import build_grid
+        from distill.dataset.scenarios import build_grid
         from distill.teacher import make_teacher, run_grid
 
         cfg = yaml.safe_load((ROOT / "config.yaml").read_text())
@@ -92,7 +92,7 @@ def random_base(shape: dict, out_dir: Path, device: str) -> int:
 
 
 def project_path(base: Path, tokenizer, examples: list[dict], args, device: str) -> dict:
-    """distill.train's model setup and packed step loss, AdamW, length-bucketed micro-batches."""
+    """distill.student.train's model setup and packed step loss, AdamW, length-bucketed micro-batches."""
     cfg = {"seed": 0, "quantization": "nf4", "dtype": "bfloat16", "lora": LORA, "gradient_checkpointing": True}
     model, _ = _setup_model(cfg, base)
     model.train()

@@ -1,4 +1,4 @@
-"""Benchmark: the agent loop (distill.predict.predict) on the cached decoder vs `model.generate`.
+"""Benchmark: the agent loop (distill.student.predict.predict) on the cached decoder vs `model.generate`.
 
 Both paths run side by side in one process on the real embedded student and the first 24 distinct
 held-out questions (tools and execute of the workbench, max_turns 2, max_new_tokens 160, batch 24),
@@ -34,8 +34,8 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from distill import predict as predict_module  # noqa: E402
-from distill.predict import load_student, predict  # noqa: E402
+from distill.student import predict as predict_module  # noqa: E402
+from distill.student.predict import load_student, predict  # noqa: E402
 from distill.workbench import tools  # noqa: E402
 
 OUT = Path(__file__).with_name("results") / "predict_speed.json"
@@ -60,7 +60,7 @@ def _new_tokens(lines: list[str]) -> int:
 
 def run_both(name: str, model, tokenizer, questions: list[dict]) -> dict:
     handler = _Counter()
-    logging.getLogger("distill.predict").addHandler(handler)
+    logging.getLogger("distill.student.predict").addHandler(handler)
     result = {}
     records = {}
     for path, cached in (("old", False), ("new", True)):
@@ -81,7 +81,7 @@ def run_both(name: str, model, tokenizer, questions: list[dict]) -> dict:
         }
         print(f"{name} {path}: {seconds:.1f}s", flush=True)
     predict_module.CACHED_DECODER = True
-    logging.getLogger("distill.predict").removeHandler(handler)
+    logging.getLogger("distill.student.predict").removeHandler(handler)
     differing = [i for i, (a, b) in enumerate(zip(records["old"], records["new"])) if a != b]
     result["speedup"] = round(result["old"]["seconds"] / result["new"]["seconds"], 2)
     result["identical_records"] = not differing
@@ -119,7 +119,7 @@ def main() -> int:
     parser.add_argument("--workloads", default="base,adapter,forced_calls")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    logging.getLogger("distill.predict").setLevel(logging.INFO)
+    logging.getLogger("distill.student.predict").setLevel(logging.INFO)
     threads = len(os.sched_getaffinity(0))
     torch.set_num_threads(threads)
 

@@ -1,9 +1,9 @@
 """`python -m distill serve | chat`: the distilled student in use, without Snakemake.
 
-serve  the student behind the Anthropic Messages API (distill.serve) on --host/--port (config `serve`);
+serve  the student behind the Anthropic Messages API (distill.serving.serve) on --host/--port (config `serve`);
        by default the base model plus the adapter results/selection.json picked; --adapter DIR (or
        `none` for the untrained base) or --model DIR (a merged export, results/export/merged) instead.
-chat   ask the workbench assistant (distill.assistant): one --question, or one question per stdin line;
+chat   ask the workbench assistant (distill.serving.assistant): one --question, or one question per stdin line;
        every tool call and result is shown, then who answered and the answer. --backend student |
        teacher | fallback; the student is reached at --url (a running `serve`) or, without --url,
        loaded in-process behind the same HTTP server on a free port.
@@ -18,24 +18,12 @@ import sys
 from pathlib import Path
 from typing import Iterator
 
-import jsonschema
 import pandas as pd
-import yaml
 
-from distill.assistant import MODES, Assistant, StudentBackend, describe, make_teacher_backend
-from distill.serve import ServerThread, StudentEngine, chosen_adapter, make_app, serve_forever
-from distill.student import use_available_cores
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def load_config(path: str) -> dict:
-    """config.yaml, validated against the pipeline's schema (a misspelt key is an error here too)."""
-    cfg = yaml.safe_load(Path(path).read_text())
-    schema = yaml.safe_load((ROOT / "schemas" / "config.schema.yaml").read_text())
-    jsonschema.validate(cfg, schema)
-    return cfg
-
+from distill import config
+from distill.serving.assistant import MODES, Assistant, StudentBackend, describe, make_teacher_backend
+from distill.serving.serve import ServerThread, StudentEngine, chosen_adapter, make_app, serve_forever
+from distill.student.base_model import use_available_cores
 
 def load_engine(args: argparse.Namespace, cfg: dict) -> StudentEngine:
     """The model the arguments name: --model, else --base plus --adapter / serve.adapter / the selection's pick."""
@@ -108,7 +96,10 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING if args.command == "chat" else logging.INFO,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    cfg = load_config(args.config)
+    try:
+        cfg = config.load(args.config)
+    except (OSError, config.ConfigError) as exc:
+        parser.error(str(exc))
     {"serve": serve, "chat": chat}[args.command](args, cfg)
 
 

@@ -15,11 +15,11 @@ PKG = "distill"
 # derived; data reads are not (they hide in path arithmetic), so each reader is listed here, with how it
 # reads. tests/test_rule_inputs.py fails when a data file under distill/ is claimed by no entry.
 PACKAGE_DATA = {
-    "distill/diagnostics.py": "distill/sql/*.sql",  # resources.files("distill.sql") / f"{name}.sql"
+    "distill/dataset/diagnostics.py": "distill/dataset/sql/*.sql",  # resources.files("distill.dataset.sql") / f"{name}.sql"
     "distill/workbench/docs.py": "distill/workbench/docs/*.md",  # DOCS_DIR.glob("*.md")
     "distill/workbench/prices.py": "distill/workbench/data/prices.parquet",  # PRICES_PATH
     "distill/teacher/base.py": "distill/teacher/system_prompt.md",  # resources.files("distill.teacher")
-    "distill/claude/judge.py": "distill/claude/judge_prompt.md",  # resources.files("distill.claude")
+    "distill/ruler/judge/anthropic.py": "distill/ruler/judge/judge_prompt.md",  # resources.files("distill.ruler.judge")
 }
 
 # Claude's responses and submitted batches, shared by every named run: content-addressed, so no run pays
@@ -40,12 +40,7 @@ def script_sources(script):
 EXPERIMENTS = config["experiments"]
 RUNS = {DEFAULT_RUN: config}
 for _name, _override in load_variants(workflow.basedir, EXPERIMENTS["variants_dir"]).items():
-    _cfg = deep_merge(config, _override)
-    try:
-        validate(_cfg, "../schemas/config.schema.yaml")
-    except Exception as exc:
-        raise ValueError(f"{EXPERIMENTS['variants_dir']}/{_name}.yaml: {exc}") from None
-    RUNS[_name] = _cfg
+    RUNS[_name] = validate(deep_merge(config, _override), f"{EXPERIMENTS['variants_dir']}/{_name}.yaml")
 KEPT = EXPERIMENTS["kept"]  # {name: results tree kept aside from an earlier build}
 if clash := sorted(set(KEPT) & set(RUNS)):
     raise ValueError(f"experiments.kept: {clash} already name a run (the default or a variant)")

@@ -1,7 +1,7 @@
 """Rule apply_corrections: grounded + corrections file → corrected + per-row corrections log."""
 import sys
 
-from distill.corrections import CorrectionError, apply_corrections, load_corrections
+from distill.dataset.corrections import CorrectionError, apply_corrections, load_corrections
 from distill.io import read_parquet, setup_logging, write_parquet
 
 log = setup_logging(snakemake.log[0])

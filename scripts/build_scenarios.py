@@ -1,6 +1,6 @@
 """Rule build_scenarios: config section → results/scenarios.parquet."""
 from distill.io import setup_logging, write_parquet
-from distill.scenarios import build_grid
+from distill.dataset.scenarios import build_grid
 
 log = setup_logging(snakemake.log[0])
 grid = build_grid(snakemake.params.cfg)

@@ -1,5 +1,5 @@
 """Rule diagnose_dataset: DuckDB diagnostics over the dataset artifacts → results/diagnostics/."""
-from distill.diagnostics import build_all
+from distill.dataset.diagnostics import build_all
 from distill.io import setup_logging
 
 log = setup_logging(snakemake.log[0])

@@ -1,5 +1,5 @@
 """Rule diff_datasets: a markdown diff between two dataset parquet files."""
-from distill.diagnostics import diff, diff_markdown
+from distill.dataset.diagnostics import diff, diff_markdown
 from distill.io import setup_logging, write_text
 
 setup_logging(snakemake.log[0])

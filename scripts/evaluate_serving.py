@@ -2,11 +2,11 @@
 import json
 import platform
 
-from distill.assistant import make_teacher_backend
+from distill.serving.assistant import make_teacher_backend
 from distill.io import read_parquet, setup_logging, write_json, write_parquet, write_text
-from distill.serve import StudentEngine
-from distill.serve_eval import consistency, render_markdown, run_modes, summarise
-from distill.student import resolve_base, use_available_cores
+from distill.serving.serve import StudentEngine
+from distill.serving.serve_eval import consistency, render_markdown, run_modes, summarise
+from distill.student.base_model import resolve_base, use_available_cores
 
 log = setup_logging(snakemake.log[0])
 threads = use_available_cores()

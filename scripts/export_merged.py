@@ -1,7 +1,7 @@
 """Rule export_merged: the adapter selection.json picked, merged into a float copy of the base."""
 import json
 
-from distill.export import merge_adapter
+from distill.student.export import merge_adapter
 from distill.io import setup_logging
 
 log = setup_logging(snakemake.log[0])

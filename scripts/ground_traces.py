@@ -1,5 +1,5 @@
 """Rule ground_traces: traces → grounded (kept) + grounding_rejected (with reasons)."""
-from distill.grounding import filter_traces
+from distill.dataset.grounding import filter_traces
 from distill.io import read_parquet, setup_logging, write_parquet
 
 log = setup_logging(snakemake.log[0])

@@ -2,9 +2,9 @@
 import pandas as pd
 
 from distill.io import dumps, read_parquet, setup_logging, write_parquet
-from distill.predict import load_student, predict
-from distill.split import sample_per_category
-from distill.student import for_inference, resolve_base, use_available_cores
+from distill.student.predict import load_student, predict
+from distill.dataset.split import sample_per_category
+from distill.student.base_model import for_inference, resolve_base, use_available_cores
 from distill.workbench import tools
 
 log = setup_logging(snakemake.log[0])

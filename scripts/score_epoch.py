@@ -1,15 +1,16 @@
 """Rule score_epoch: predictions/epoch_<n>.parquet → scores/epoch_<n>.parquet (per question) + .json (summary)."""
 from distill.io import read_parquet, setup_logging, write_json, write_parquet
-from distill.judge import RubricJudge, make_judge
-from distill.scoring import score_frame
-from distill.summary import summarise
+from distill.ruler.judge import make_judge
+from distill.ruler.judge.rubric import RubricJudge
+from distill.ruler.scoring import score_frame
+from distill.ruler.summary import summarise
 
 log = setup_logging(snakemake.log[0])
 cfg = snakemake.params.cfg
 preds = read_parquet(snakemake.input.predictions, required=("trace_id", "category", "gold_calls", "pred_calls"))
 judge = make_judge(cfg["judge"], snakemake.params.cache)
-frame = score_frame(preds, judge, cfg["scoring"], rubric=RubricJudge(cfg["judge"].get("rubric")))  # agreement
-scores = {"epoch": int(snakemake.wildcards.epoch), **summarise(frame, {**cfg["scoring"], "seed": cfg["seed"]}, judge.name)}
+frame = score_frame(preds, judge, cfg["scoring"], rubric=RubricJudge(cfg["judge"]["rubric"]))  # agreement
+scores = {"epoch": int(snakemake.wildcards.epoch), **summarise(frame, cfg["scoring"], judge.name, cfg["seed"])}
 log.info("epoch %s: %s", snakemake.wildcards.epoch, {m: scores["overall"][m]["value"] for m in ("tool_call", "answered", "grounded", "judge")})
 if judge.name == "anthropic":
     log.info("judge: %d requests paid now, %d answered from the cache; %d gradings failed",

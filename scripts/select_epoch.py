@@ -3,7 +3,7 @@ import json
 from pathlib import Path
 
 from distill.io import epoch_of, setup_logging, write_json
-from distill.selection import select_epoch
+from distill.ruler.selection import select_epoch
 
 log = setup_logging(snakemake.log[0])
 scores = {epoch_of(p): json.loads(Path(p).read_text()) for p in snakemake.input.scores}

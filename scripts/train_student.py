@@ -5,10 +5,10 @@ delete them when a job is interrupted): a rerun resumes from the last completed 
 adapters are published to the declared outputs.
 """
 from distill.io import read_parquet, setup_logging
-from distill.split import sample_per_category
-from distill.student import resolve_base, use_available_cores
-from distill.checkpoints import publish_adapters
-from distill.train import train, train_config, training_conversations
+from distill.dataset.split import sample_per_category
+from distill.student.base_model import resolve_base, use_available_cores
+from distill.student.checkpoints import publish_adapters
+from distill.student.train import train, train_config, training_conversations
 from distill.workbench import tools
 
 log = setup_logging(snakemake.log[0])

@@ -1,4 +1,4 @@
-"""The one definition of an answer (distill.answers): each rule with a positive and a negative case."""
+"""The one definition of an answer (distill.ruler.answers): each rule with a positive and a negative case."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from distill.answers import ANSWER_REASONS, JSON_SHARE, check_answer, json_share
+from distill.ruler.answers import ANSWER_REASONS, JSON_SHARE, check_answer, json_share
 
 QUESTION = "What data source does SMA Crossover use when it runs on ACME?"
 INFO = json.dumps({"model_id": "sma_crossover", "name": "SMA Crossover", "kind": "rule",

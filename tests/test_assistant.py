@@ -10,19 +10,20 @@ import pandas as pd
 import pytest
 import yaml
 
-from distill.assistant import Assistant, Attempt, SimulatorTeacher, StudentBackend, fallback_reason
+from distill.config import load
+from distill.serving.assistant import Assistant, Attempt, SimulatorTeacher, StudentBackend, fallback_reason
 from distill.io import dumps
-from distill.judge import make_judge
-from distill.predict import load_student, predict
-from distill.scenarios import build_grid
-from distill.scoring import score_frame
-from distill.serve import StudentEngine
-from distill.serve_eval import consistency, render_markdown, run_modes, summarise
+from distill.ruler.judge import make_judge
+from distill.student.predict import load_student, predict
+from distill.dataset.scenarios import build_grid
+from distill.ruler.scoring import score_frame
+from distill.serving.serve import StudentEngine
+from distill.serving.serve_eval import consistency, render_markdown, run_modes, summarise
 from distill.teacher.offline import OfflineTeacher
 from distill.workbench.tools import TOOLS, execute
 
 ROOT = Path(__file__).resolve().parents[1]
-CFG = yaml.safe_load((ROOT / "config.yaml").read_text())
+CFG = load(ROOT / "config.yaml")
 GRID = build_grid(CFG)
 PERF = GRID[GRID["category"] == "performance"].iloc[0].to_dict()
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from distill.chat import (
+from distill.student.chat import (
     ASSISTANT_HEADER,
     IGNORE,
     IM_END,

@@ -1,10 +1,10 @@
-"""distill.claims: the registry-contradiction and key-fact rules shared by the judge and the diagnostics."""
+"""distill.ruler.claims: the registry-contradiction and key-fact rules shared by the judge and the diagnostics."""
 
 from __future__ import annotations
 
 import pytest
 
-from distill.claims import (CONTRADICTIONS, SUSPECT_ISSUES, affirmed, contradictions, named_entities,
+from distill.ruler.claims import (CONTRADICTIONS, SUSPECT_ISSUES, affirmed, contradictions, named_entities,
                             registry_sources, source_terms, stated_facts, suspect_gold)
 from distill.workbench.registry import MODELS
 

@@ -12,16 +12,18 @@ import pandas as pd
 import pytest
 import yaml
 
+from distill.config import load
 from distill.claude.client import KEY_VAR, make_client
-from distill.claude.judge import GRADE_TOOL, PROMPT, ClaudeJudge
-from distill.judge import GRADING_ERRORS, RubricJudge, make_judge
+from distill.ruler.judge.anthropic import GRADE_TOOL, PROMPT, ClaudeJudge
+from distill.ruler.judge import GRADING_ERRORS, make_judge
+from distill.ruler.judge.rubric import RubricJudge
 from distill.report.judges import agreement, graded_pairs, judge_section, largest_disagreements
-from distill.scoring import SCORE_COLUMNS, score_frame
-from distill.summary import summarise
+from distill.ruler.scoring import SCORE_COLUMNS, score_frame
+from distill.ruler.summary import summarise
 from tests.anthropic_server import AnthropicServer, Reply, error_reply, text_reply, tool_reply
 
 FAKE_KEY = "sk-ant-test-FAKEKEY-judge-0123456789"
-CONFIG = yaml.safe_load(open("config.yaml"))
+CONFIG = load("config.yaml")
 ACFG = {**CONFIG["judge"]["anthropic"], "max_retries": 2, "timeout_s": 10}
 SCORING = {**CONFIG["scoring"], "bootstrap_samples": 50}
 OUTPUT = json.dumps({"total_return": "97.1%", "sharpe": "1.90"})
@@ -65,7 +67,7 @@ def test_non_answers_score_zero_without_a_request(tmp_path):
     with AnthropicServer(lambda body: grade_reply(1.0)) as server:
         judge = judge_for(server, tmp_path)
         result = judge.grade({**ROW, "pred_answer": '<tool_response>{"total_return": "97.1%"}</tool_response>'})
-        frame = score_frame(predictions(["", ROW["question"]]), judge, SCORING, rubric=RubricJudge())
+        frame = score_frame(predictions(["", ROW["question"]]), judge, SCORING, rubric=RubricJudge(CONFIG["judge"]["rubric"]))
     assert result.score == 0.0 and result.reasons == ["markup_in_answer"] and result.usage == {}
     assert server.messages() == []
     assert list(frame["judge"]) == [0.0, 0.0] and list(frame["judge_rubric"]) == [0.0, 0.0]
@@ -143,7 +145,7 @@ def test_score_frame_grades_concurrently_in_row_order_with_both_judges(tmp_path)
     answers = [f"It returned 97.1% (answer number {k})." for k in range(9, -1, -1)]
     with AnthropicServer(scored_by_row_number) as server:
         judge = judge_for(server, tmp_path, concurrency=4)
-        frame = score_frame(predictions(answers), judge, SCORING, rubric=RubricJudge())
+        frame = score_frame(predictions(answers), judge, SCORING, rubric=RubricJudge(CONFIG["judge"]["rubric"]))
     assert list(frame.columns) == list(SCORE_COLUMNS) and len(server.messages()) == 10
     assert frame["judge"].iloc[0] != frame["judge"].iloc[0]  # NaN: the out-of-range grade has no score
     assert list(frame["judge"].iloc[1:]) == [k / 10 for k in range(8, -1, -1)]
@@ -151,9 +153,9 @@ def test_score_frame_grades_concurrently_in_row_order_with_both_judges(tmp_path)
     assert frame["judge_error"].iloc[0] == "score_out_of_range" and frame["judge_error"].iloc[1:].isna().all()
     assert (frame["judge_model"] == ACFG["model"]).all()
     rubric_row = {**ROW, "gold_calls": "[]", "pred_answer": answers[0]}
-    assert frame["judge_rubric"].iloc[0] == RubricJudge().grade(rubric_row).score  # the free judge, same answer
+    assert frame["judge_rubric"].iloc[0] == RubricJudge(CONFIG["judge"]["rubric"]).grade(rubric_row).score  # the free judge, same answer
     assert frame["judge_input_tokens"].sum() == sum(100 + k for k in range(10))
-    summary = summarise(frame, SCORING, judge.name)["overall"]
+    summary = summarise(frame, SCORING, judge.name, seed=0)["overall"]
     assert summary["judge"]["value"] == pytest.approx(np.mean([k / 10 for k in range(9)]))  # failure left out
     assert summary["judge_errors"]["score_out_of_range"] == 1
 

@@ -19,9 +19,9 @@ import yaml
 
 from distill.claude.cache import request_key
 from distill.claude.client import KEY_VAR, make_client
-from distill.grounding import filter_traces
+from distill.dataset.grounding import filter_traces
 from distill.io import write_parquet
-from distill.scenarios import build_grid
+from distill.dataset.scenarios import build_grid
 from distill.teacher import TeacherFailed, build_traces, make_teacher, run_grid
 from distill.teacher.anthropic import ClaudeTeacher, request_params
 from distill.teacher.estimate import cached_prefix_note, estimate_markdown

@@ -11,12 +11,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from distill.config import defaults
 from distill.compare import Run, compare, load_tree
 from distill.compare.deltas import OVERALL, deltas, paired_key
-from distill.judge import JudgeResult
-from distill.scoring import score_frame
-from distill.selection import select_epoch
-from distill.summary import summarise
+from distill.ruler.judge import JudgeResult
+from distill.ruler.scoring import score_frame
+from distill.ruler.selection import select_epoch
+from distill.ruler.summary import summarise
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 INFO = {"name": "get_model_info", "arguments": {"model_id": "sma_crossover"}}
@@ -28,7 +29,7 @@ PARAPHRASE = [{"name": "search_docs", "arguments": {"query": "split rule models 
 MARKUP = '<tool_response>{"total_return": 0.125}</tool_response>'
 TRACES = [f"p{i}" for i in range(8)] + [f"m{i}" for i in range(8)]
 P, M = set(TRACES[:8]), set(TRACES[8:])
-SCORING = {"query_overlap": 0.5, "bootstrap_samples": 200, "seed": 1}
+SCORING = {**defaults("scoring"), "bootstrap_samples": 200}
 CONFIG = {"scoring": SCORING, "judge": {"backend": "fixed"},
           "student": {"train": {"epochs": 2, "learning_rate": 0.001}}}
 TRAIN = {f"t{i}": ("methodology" if i < 4 else "performance", f"Answer {i}: a full-period backtest.") for i in range(8)}
@@ -78,7 +79,7 @@ def build(root: Path, epochs: dict[int, Epoch], losses: list[float], train: dict
     for e, spec in {0: Epoch(), **epochs}.items():
         table = score_frame(predictions(spec, gold or {}), FixedJudge(), scoring)
         table.to_parquet(root / "scores" / f"epoch_{e}.parquet", index=False)
-        scores[e] = summarise(table, scoring, "fixed")
+        scores[e] = summarise(table, scoring, "fixed", seed=1)
         (root / "scores" / f"epoch_{e}.json").write_text(json.dumps(scores[e]))
     metrics = {"config": {}, "epochs": [{"epoch": e, "eval_loss": v} for e, v in enumerate(losses)]}
     (root / "adapter" / "metrics.json").write_text(json.dumps(metrics))
@@ -191,20 +192,20 @@ def test_flips_list_questions_with_reasons(data_change: tuple[str, Path]) -> Non
 def test_ruler_only_change_with_identical_predictions(tmp_path: Path) -> None:
     epochs = {1: Epoch(right={"p0", "p1"}, para=M - {"m6", "m7"}, good=P | M),
               2: Epoch(right={"p0", "p1", "p2", "p3"}, para=M - {"m6", "m7"}, good=P | M)}
-    strict = {**SCORING, "query_overlap": 0.9}
+    strict = {**SCORING, "query_jaccard": 0.9}
     a = run(tmp_path, "default", epochs=epochs, losses=[2.0, 1.0, 0.8])
     b = run(tmp_path, "strict_ruler", epochs=epochs, losses=[2.0, 1.0, 0.8], scoring=strict,
             config={**CONFIG, "scoring": strict})
     text = compare(a, b, tmp_path / "c.md", tmp_path / "c.png", bootstrap_samples=300)
     line = cause(text, "methodology tool_call -0.75")
     assert ("identical predictions at every epoch, so the whole change is the scorer's: the ruler changed "
-            "(scoring.query_overlap: 0.5 → 0.9) (ruler)") in line
+            "(scoring.query_jaccard: 0.5 → 0.9) (ruler)") in line
     assert "same training data" in line and "same config apart from the ruler" in line
     assert "Classic failures shown: **ruler** in tool_call (methodology), tool_call (all)." in text
     ruler = section(text, "### Ruler")
     assert "| methodology | -0.75 [-1.00, -0.50] | +0.00 [+0.00, +0.00] | 6 | 0 | disagree |" in ruler
-    assert "| scoring.query_overlap | 0.5 | 0.9 | ruler |" in section(text, "### Config")
-    assert "scoring.query_overlap: 0.5 → 0.9" in section(text, "## Summary")
+    assert "| scoring.query_jaccard | 0.5 | 0.9 | ruler |" in section(text, "### Config")
+    assert "scoring.query_jaccard: 0.5 → 0.9" in section(text, "## Summary")
 
 
 def test_checkpoint_disagreement_flagged_and_attributed(tmp_path: Path) -> None:

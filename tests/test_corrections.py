@@ -5,7 +5,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from distill.corrections import CorrectionError, apply_corrections, load_corrections
+from distill.dataset.corrections import CorrectionError, apply_corrections, load_corrections
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = ROOT / "schemas" / "corrections.schema.yaml"

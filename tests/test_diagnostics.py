@@ -10,7 +10,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from distill import diagnostics
+from distill.config import defaults
+from distill.dataset import diagnostics
 from distill.workbench.registry import MODELS
 
 REPO = Path(__file__).resolve().parents[1]
@@ -74,11 +75,11 @@ def test_suspect_gold_data_source(tmp_path: Path) -> None:
 
 
 def test_suspect_gold_and_judge_agree_on_the_same_answer(tmp_path: Path) -> None:
-    """One rule (distill.claims) serves both: every answer the diagnostics call a contradiction, the
+    """One rule (distill.ruler.claims) serves both: every answer the diagnostics call a contradiction, the
     judge caps, and the other way round."""
-    from distill.judge import make_judge
+    from distill.ruler.judge import make_judge
 
-    judge = make_judge({"backend": "rubric"})
+    judge = make_judge(defaults("judge"))
     answers = [RULE_SPLIT, RULE_OK, ML_OK, ML_NO_SPLIT, "It held out nothing: a full-period backtest.",
                "It is evaluated out of sample on held-out data."]
     for model_id in ("sma_crossover", "ridge_forecaster"):
@@ -217,7 +218,7 @@ def test_cli_diff_rejects_missing_columns(tmp_path: Path, capsys: pytest.Capture
 def test_cli_diff_missing_file_exits_nonzero(tmp_path: Path) -> None:
     old, _ = diff_fixtures(tmp_path)
     missing = tmp_path / "nope.parquet"
-    proc = subprocess.run([sys.executable, "-m", "distill.diagnostics", "diff", str(old), str(missing)],
+    proc = subprocess.run([sys.executable, "-m", "distill.dataset.diagnostics", "diff", str(old), str(missing)],
                           cwd=REPO, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 1
     assert f"{missing}: no such file" in proc.stderr

@@ -7,9 +7,9 @@ import torch
 from peft import LoraConfig, PeftModel, get_peft_model
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from distill.chat import assistant_spans, generation_prompt, render
-from distill.export import chat_template, merge_adapter
-from distill.student import load_base
+from distill.student.chat import assistant_spans, generation_prompt, render
+from distill.student.export import chat_template, merge_adapter
+from distill.student.base_model import load_base
 from distill.workbench.tools import TOOLS, execute
 
 ARGS = {"model_id": "sma_crossover", "ticker": "ACME", "start": "2020-01-02", "end": "2021-12-31"}

@@ -4,7 +4,7 @@ import json
 import pandas as pd
 import pytest
 
-from distill.grounding import (
+from distill.dataset.grounding import (
     REASONS,
     GroundingResult,
     check_trace,

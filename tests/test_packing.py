@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from distill.batches import loss_sum, packed_loss_sum
-from distill.chat import encode
-from distill.train import _setup_model, check_config, train
+from distill.student.batches import loss_sum, packed_loss_sum
+from distill.student.chat import encode
+from distill.student.train import _setup_model, check_config, train
 from tests.test_student import CFG, EVAL_ROWS, TOOLS, TRAIN_ROWS
 
 pytestmark = pytest.mark.slow

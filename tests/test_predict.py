@@ -1,4 +1,4 @@
-"""The cached greedy decoder (distill.decode) against `model.generate`, and the agent loop on it.
+"""The cached greedy decoder (distill.student.decode) against `model.generate`, and the agent loop on it.
 
 A tiny random Llama (2 layers, hidden 64, the student's real vocabulary) in fp32 on CPU: greedy tokens
 must be identical to `generate`'s, one turn and two, with rows ending at different steps; `predict`
@@ -17,10 +17,10 @@ import pytest
 import torch
 from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM, MistralConfig
 
-from distill import predict as predict_module
-from distill.chat import ASSISTANT_HEADER, IM_END, IM_START, ParsedTurn, generation_prompt, render
-from distill.decode import GreedyDecoder, RowCache, common_prefix_len, unsupported
-from distill.predict import predict
+from distill.student import predict as predict_module
+from distill.student.chat import ASSISTANT_HEADER, IM_END, IM_START, ParsedTurn, generation_prompt, render
+from distill.student.decode import GreedyDecoder, RowCache, common_prefix_len, unsupported
+from distill.student.predict import predict
 from tests.test_student import TOOLS  # the same two-tool set
 
 QUESTIONS = [
@@ -218,7 +218,7 @@ def forced_calls(monkeypatch: pytest.MonkeyPatch, rendered: bool) -> None:
     monkeypatch.setattr(predict_module, "parse_assistant",
                         lambda text, tools: ParsedTurn(text, [{"name": "list_models", "arguments": {}}]))  # fmt: skip
     if not rendered:
-        monkeypatch.setattr("distill.chat._assistant_body", lambda message: message["content"])
+        monkeypatch.setattr("distill.student.chat._assistant_body", lambda message: message["content"])
 
 
 def run_both(monkeypatch, model, tokenizer, **kwargs) -> tuple[list[dict], list[dict]]:
@@ -247,7 +247,7 @@ def test_predict_equals_the_reference_path_in_one_turn(ending_model, tokenizer, 
 @pytest.mark.parametrize("rendered", [False, True], ids=["turn-reused", "turn-rerendered"])
 def test_predict_equals_the_reference_path_over_turns(ending_model, tokenizer, monkeypatch, caplog, rendered) -> None:
     forced_calls(monkeypatch, rendered)
-    caplog.set_level(logging.INFO, logger="distill.predict")
+    caplog.set_level(logging.INFO, logger="distill.student.predict")
     old, new = run_both(monkeypatch, ending_model, tokenizer, max_turns=3, max_new_tokens=STEPS, batch_size=3)
     assert new == old
     assert all(r["n_turns"] == 3 and r["failure"] == "turn_limit" and len(r["pred_calls"]) == 3 for r in new)
@@ -293,7 +293,7 @@ def test_unsupported_models_fall_back_to_generate_and_say_so(tokenizer, caplog) 
             reply = ids_of(tokenizer, "Done." + IM_END)
             return torch.cat([input_ids, torch.tensor([reply] * len(input_ids))], dim=1)
 
-    caplog.set_level(logging.INFO, logger="distill.predict")
+    caplog.set_level(logging.INFO, logger="distill.student.predict")
     records = predict(Scripted(), tokenizer, [{"question": "Hi?"}], TOOLS, lambda n, a: "", 2, 8, 4)
     assert records[0]["pred_answer"] == "Done." and records[0]["n_turns"] == 1
     assert any("cached decoder not used" in m and "Scripted is not a transformers model" in m for m in caplog.messages)
@@ -303,7 +303,7 @@ def test_nf4_student_with_its_adapter_unmerged_equals_generate(tokenizer, tmp_pa
     """QLoRA's student: NF4 weights (bitsandbytes, here on CPU) under a PeftModel that keeps the LoRA apart."""
     from peft import LoraConfig, PeftModel, get_peft_model
 
-    from distill.predict import load_student
+    from distill.student.predict import load_student
 
     base = tiny_model(tokenizer, seed=3)
     base.save_pretrained(tmp_path / "base")

@@ -9,12 +9,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from distill import diagnostics
-from distill.judge import JudgeResult
+from distill.config import defaults
+from distill.dataset import diagnostics
+from distill.ruler.judge import JudgeResult
 from distill.report import DISAGREE_FLAG, build_report, load_baseline
-from distill.scoring import score_frame
-from distill.selection import select_epoch
-from distill.summary import summarise
+from distill.ruler.scoring import score_frame
+from distill.ruler.selection import select_epoch
+from distill.ruler.summary import summarise
 from distill.workbench.registry import MODELS
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -28,8 +29,7 @@ PARAPHRASE = {"name": "search_docs", "arguments": {"query": "rule models train/t
 # nothing but always writes something; at epoch 2, m2's final turn imitates a tool response.
 RIGHT = {0: set(), 1: {"p0", "p1", "m0"}, 2: {"p0", "p1", "p2", "p3", "m0", "m1", "m2"},
          3: {"p0", "p1", "p2", "m0", "m3"}}
-CFG = {"scoring": {"query_overlap": 0.5, "bootstrap_samples": 200, "seed": 1,
-                   "ship_bar": {"tool_call": 0.9, "grounded": 0.99, "judge": 0.7}},
+CFG = {"scoring": {**defaults("scoring"), "bootstrap_samples": 200},
        "teacher": {"backend": "offline", "model": "offline-simulator-v1"},
        "student": {"base": "embedded", "quantization": "none", "lora": {"r": 16}, "train": {"epochs": 3}},
        "pricing": {"models": {"claude-sonnet-4-5": {"input": 3.0, "output": 15.0}},
@@ -98,7 +98,7 @@ def artifacts(tmp_path_factory: pytest.TempPathFactory) -> dict:
     """Score files for epochs 0..3, predictions, and a diagnostics dir built by the real build_all."""
     tmp = tmp_path_factory.mktemp("artifacts")
     tables = {e: score_frame(predictions(e), FixedJudge(), CFG["scoring"]) for e in RIGHT}
-    scores = {e: summarise(t, CFG["scoring"], "fixed") for e, t in tables.items()}
+    scores = {e: summarise(t, CFG["scoring"], "fixed", seed=1) for e, t in tables.items()}
     split = "SMA Crossover uses an 80/20 train/test split with out-of-sample results."
     fixed = "SMA Crossover runs a full-period backtest with no train/test split."
     grounded = [dataset_row("a", "methodology", split), dataset_row("b", "methodology", fixed),

@@ -7,8 +7,8 @@ import json
 import pytest
 import yaml
 
-from distill.grounding import ungrounded_numbers
-from distill.scenarios import build_grid
+from distill.dataset.grounding import ungrounded_numbers
+from distill.dataset.scenarios import build_grid
 from distill.teacher import make_teacher
 from distill.teacher.offline import SPLIT_BOILERPLATE
 from distill.workbench import tools

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from distill.selection import select_epoch
+from distill.config import defaults
+from distill.ruler.selection import select_epoch
+
+METRIC = defaults("selection")["metric"]
 
 
 def score(tool_call: float | None, judge: float | None) -> dict:
@@ -22,22 +25,22 @@ def test_disagreement_flagged_when_eval_loss_picks_a_later_epoch():
 
 
 def test_agreement_not_flagged():
-    result = select_epoch({1: score(0.5, 0.5), 2: score(0.9, 0.5)}, {1: 1.0, 2: 0.8})
+    result = select_epoch({1: score(0.5, 0.5), 2: score(0.9, 0.5)}, {1: 1.0, 2: 0.8}, METRIC)
     assert (result["task_epoch"], result["eval_loss_epoch"], result["disagree"]) == (2, 2, False)
 
 
 def test_ties_break_lexicographically_then_earliest():
     scores = {1: score(0.8, 0.6), 2: score(0.8, 0.7), 3: score(0.8, 0.7)}
-    assert select_epoch(scores, {1: 1.0, 2: 0.9, 3: 0.9})["task_epoch"] == 2  # judge breaks the tie
+    assert select_epoch(scores, {1: 1.0, 2: 0.9, 3: 0.9}, METRIC)["task_epoch"] == 2  # judge breaks the tie
     result = select_epoch(scores, {1: 1.0, 2: 0.9, 3: 0.9}, ["tool_call"])
     assert (result["task_epoch"], result["eval_loss_epoch"]) == (1, 2)  # equal loss: earliest too
 
 
 def test_unscored_metric_ranks_last():
-    result = select_epoch({1: score(None, None), 2: score(0.1, 0.1)}, {1: 0.5, 2: 0.9})
+    result = select_epoch({1: score(None, None), 2: score(0.1, 0.1)}, {1: 0.5, 2: 0.9}, METRIC)
     assert (result["task_epoch"], result["eval_loss_epoch"]) == (2, 1)
 
 
 def test_no_trained_epoch_raises():
     with pytest.raises(ValueError, match="no trained epoch"):
-        select_epoch({0: score(0.1, 0.1)}, {0: 2.0})
+        select_epoch({0: score(0.1, 0.1)}, {0: 2.0}, METRIC)

@@ -1,7 +1,7 @@
 """The student behind the Anthropic Messages API, over real HTTP, driven by the official `anthropic` SDK.
 
 The protocol is checked on the real (untrained) SmolLM2: a reply must be the greedy continuation of the
-prompt that distill.chat renders for the request, token for token. The multi-turn tool loop is checked
+prompt that distill.student.chat renders for the request, token for token. The multi-turn tool loop is checked
 with a scripted model behind the same server (the untrained base writes no tool calls), so that what
 is tested is the server's translation of tool_use / tool_result blocks, not the base model's skill.
 """
@@ -16,11 +16,11 @@ import urllib.request
 import anthropic
 import pytest
 
-from distill.chat import generation_prompt
+from distill.student.chat import generation_prompt
 from distill.claude.cache import message_sender
 from distill.claude.loop import run_tool_loop
-from distill.predict import generate
-from distill.serve import ServerThread, StudentEngine, make_app
+from distill.student.predict import generate
+from distill.serving.serve import ServerThread, StudentEngine, make_app
 from distill.workbench.tools import TOOLS, execute
 from tests.test_student import ScriptedModel
 

@@ -4,7 +4,7 @@ import json
 import pandas as pd
 import pytest
 
-from distill.split import group_keys, plan_key, sample_per_category, split_dataset
+from distill.dataset.split import group_keys, plan_key, sample_per_category, split_dataset
 
 
 def _plan(*calls: tuple[str, dict]) -> str:

@@ -15,12 +15,12 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from distill.chat import IM_END, LOOP_FAILURES
-from distill.predict import load_student, predict
-from distill.student import load_base
-from distill.chat import encode
-from distill.batches import loss_sum, shared_prefix_len
-from distill.train import _setup_model, check_config, train
+from distill.student.chat import IM_END, LOOP_FAILURES
+from distill.student.predict import load_student, predict
+from distill.student.base_model import load_base
+from distill.student.chat import encode
+from distill.student.batches import loss_sum, shared_prefix_len
+from distill.student.train import _setup_model, check_config, train
 
 TOOLS = [
     {"name": "list_models", "description": "All models.", "input_schema": {"type": "object", "properties": {}}},
@@ -244,7 +244,7 @@ def test_predict_runs_the_loop_and_records_failures(base_model_dir: Path) -> Non
         "unknown": "unknown_tool",
         "bad args": "bad_arguments",
         "loops": "turn_limit",
-        "empty": None,  # a final turn, empty: whether it answers is the scorer's question (distill.answers)
+        "empty": None,  # a final turn, empty: whether it answers is the scorer's question (distill.ruler.answers)
     }
     for question, failure in expected.items():
         assert by_question[question]["failure"] == failure and by_question[question]["pred_answer"] == ""

@@ -8,7 +8,7 @@ import json
 import jsonschema
 import pytest
 
-from distill.grounding import ungrounded_numbers
+from distill.dataset.grounding import ungrounded_numbers
 from distill.workbench import docs, prices
 from distill.workbench.backtest import run_backtest
 from distill.workbench.registry import MODELS, OPTIONABLE, TICKERS

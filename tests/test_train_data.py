@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 import torch
 
-from distill.chat import IGNORE, first_turn
-from distill.batches import micro_batches, shared_prefix_len
-from distill.train import training_conversations
+from distill.student.chat import IGNORE, first_turn
+from distill.student.batches import micro_batches, shared_prefix_len
+from distill.student.train import training_conversations
 
 
 def _conversation(i: int) -> list[dict]:

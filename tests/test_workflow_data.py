@@ -53,7 +53,7 @@ def test_corrections_edit_reruns_corrected_and_after_only(built):
 
 
 def test_grounding_edit_reruns_grounding_onward_never_the_teacher(built):
-    with edited_file(built / "distill/grounding.py"):
+    with edited_file(built / "distill/dataset/grounding.py"):
         jobs = planned_jobs(built, SPLIT)
         assert set(jobs) == {"ground_traces", "apply_corrections", "split_dataset"}
 

@@ -15,9 +15,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from distill.claude.usage import USAGE_FIELDS, add_usage
 from distill.workbench import tools
 
-USAGE_FIELDS = ("input_tokens", "output_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
 ANSWER_STOPS = ("end_turn", "stop_sequence")  # stop reasons whose text is a finished answer
 
 
@@ -39,11 +39,6 @@ def system_text(system: str | list[dict] | None) -> str:
     if isinstance(system, str):
         return system
     return "\n".join(block["text"] for block in system if block.get("type") == "text")
-
-
-def add_usage(total: dict[str, int], usage: dict | None) -> None:
-    for key in USAGE_FIELDS:
-        total[key] += int((usage or {}).get(key) or 0)
 
 
 def run_tool_loop(send: Callable[[dict], dict], params: dict, question: str, max_turns: int) -> LoopResult:

@@ -15,15 +15,15 @@ from typing import Any
 
 import pandas as pd
 
-from distill import diagnostics
+from distill.dataset import diagnostics
 from distill.compare.deltas import METRICS, OVERALL, Delta, deltas, groups, in_group, join_key, paired_key
 from distill.compare.runs import Run
-from distill.summary import DEFAULT_CFG
+from distill.ruler.summary import SUMMARY_KEYS as SCORING_SUMMARY_KEYS
 
 # Config keys each metric's ruler reads. The summary's own keys (bootstrap, seed, ship bar) change no
 # verdict, so they are config, not ruler.
 RULER_PREFIX = {"tool_call": "scoring.", "judge": "judge"}
-SUMMARY_KEYS = tuple(f"scoring.{k}" for k in DEFAULT_CFG)
+SUMMARY_KEYS = tuple(f"scoring.{k}" for k in SCORING_SUMMARY_KEYS)
 CLASSIC = ("ruler", "checkpoint", "gold data")
 UNSET = "(unset)"  # a key one config has and the other lacks
 NOTABLE = 0.15  # a change this large gets a sentence even within noise

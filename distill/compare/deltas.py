@@ -66,7 +66,7 @@ def _ci(samples: np.ndarray) -> tuple[float, float] | None:
 
 def _mean(values: np.ndarray) -> float | None:
     """Mean over the rows that have a value: a Claude grading that failed has no judge score (NaN) and
-    counts in neither run, as in distill.summary."""
+    counts in neither run, as in distill.ruler.summary."""
     return float(np.nanmean(values)) if len(values) and not np.isnan(values).all() else None
 
 
@@ -80,7 +80,7 @@ def deltas(ta: pd.DataFrame, tb: pd.DataFrame, samples: int, seed: int,
            metrics: tuple[str, ...] = METRICS) -> dict[tuple[str, str], Delta]:
     """Delta per (group, metric), groups being the categories of either table and OVERALL.
 
-    Reseeded per group, as distill.summary does, so a group's CI never depends on the others; within a
+    Reseeded per group, as distill.ruler.summary does, so a group's CI never depends on the others; within a
     group every metric uses the same resamples.
     """
     key = paired_key(ta, tb)

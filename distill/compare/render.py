@@ -1,6 +1,6 @@
 """The markdown sections and the PNG of a run-to-run comparison, from the Evidence of attribution.py.
 
-Tables go through distill.diagnostics.markdown_table and figures through distill.report.figures, so
+Tables go through distill.dataset.diagnostics.markdown_table and figures through distill.report.figures, so
 the comparison reads like report.md.
 """
 
@@ -17,7 +17,7 @@ from matplotlib.figure import Figure
 from distill.compare.attribution import (Evidence, flagged_picks, fmt_changes, is_ruler_key, noise, rulers_agree,
                                          show, train_counts)
 from distill.compare.deltas import METRICS, OVERALL, Delta
-from distill.diagnostics import markdown_table
+from distill.dataset.diagnostics import markdown_table
 from distill.io import atomic_path
 from distill.report.figures import fmt, stat, value
 
@@ -109,7 +109,7 @@ def checkpoint_section(ev: Evidence) -> str:
 
 def data_section(ev: Evidence) -> str:
     n = ev.train_diff["change"].value_counts()
-    lines = [f"Training set diff (DuckDB, distill/sql/diff*.sql) `{ev.a.train}` → `{ev.b.train}`: "
+    lines = [f"Training set diff (DuckDB, distill/dataset/sql/diff*.sql) `{ev.a.train}` → `{ev.b.train}`: "
              f"{n.get('added', 0)} added, {n.get('removed', 0)} removed, {n.get('changed', 0)} changed answers."]
     if train_counts(ev):
         cols = ["category", "rows_old", "rows_new", "n_added", "n_removed", "n_changed"]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from distill.claude.loop import USAGE_FIELDS
+from distill.claude.usage import USAGE_FIELDS
 from distill.claude.pricing import cost_usd
 
 TRACE_COLUMNS = ("teacher_model", "backend", "batch_api", "requests", "teacher_error", *USAGE_FIELDS)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from distill.diagnostics import markdown_table
+from distill.dataset.diagnostics import markdown_table
 
 TABLES = ("counts", "rejections", "saturation", "overlap", "suspect_gold_before", "suspect_gold_after",
           "corrections", "diff_grounded_corrected", "diff_by_category")

@@ -9,7 +9,7 @@ from collections import Counter
 
 import pandas as pd
 
-from distill.diagnostics import markdown_table
+from distill.dataset.diagnostics import markdown_table
 from distill.report.figures import HEADLINE, fmt, group, stat, top_counts, value, with_ci
 
 MAX_FLIPS = 15  # rows listed; the counts above the table are always complete

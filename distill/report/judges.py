@@ -15,9 +15,9 @@ from collections import Counter
 import numpy as np
 import pandas as pd
 
-from distill.claude.loop import USAGE_FIELDS
+from distill.claude.usage import USAGE_FIELDS
 from distill.claude.pricing import cost_usd
-from distill.diagnostics import markdown_table
+from distill.dataset.diagnostics import markdown_table
 from distill.report.cost import LABELS
 from distill.report.figures import fmt
 

@@ -15,7 +15,7 @@ from typing import Protocol
 
 import pandas as pd
 
-from distill.claude.loop import USAGE_FIELDS
+from distill.claude.usage import USAGE_FIELDS
 from distill.io import dumps
 
 log = logging.getLogger(__name__)

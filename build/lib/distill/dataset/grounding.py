@@ -1,0 +1,250 @@
+"""Grounding filter: keep a teacher trace only if every number its answer cites comes from a tool.
+
+The student learns to copy numbers from tool outputs, so a teacher answer that states a number no
+tool returned (a hallucination, or arithmetic the student cannot reproduce) is dropped. The check is
+textual on both sides: tool outputs are JSON text but may be any text, so we never require parsing.
+
+Leniencies, each with its reason (the tests give every one a positive and a negative case):
+
+* Percent <-> fraction: "12.5%" matches 0.125 and a source "12.5%" matches an answer 0.125, because
+  tools return fractions and answers write percentages (and vice versa).
+* Rounding: the SOURCE is rounded to the precision the answer wrote ("1.23" matches 1.2345, "12%"
+  matches 0.1234), with either half-up or half-down ties, because answers round for readability.
+  A source is never compared at a coarser precision than the answer wrote ("1.24" vs 1.2345 fails).
+* Thousands separators, currency ($, EUR, GBP symbols and codes), k/M/B/bn/mn/thousand/million/billion
+  and bp/bps/basis points: formatting only; the value is scaled before comparing. A unit may follow
+  after a space or a hyphen ("25 bps", "25bps" and "25-bps" all read as 0.0025).
+* Literal: the bare written number also matches the same source number (unscaled), because sources
+  often carry units in the field name (fee_bps: 25, return_pct: 12.5, aum_musd: 3.4).
+* Sign: absolute values are compared, both ways ("3.4%", "-3.4%" and "a drawdown of 3.4%" all match
+  -0.034, and "-3.4%" matches 0.034), because answers put direction in words ("fell", "drawdown").
+  Cost: a flipped sign is not caught here.
+
+Hyphen-joined numbers are cited:
+
+* A number joined by a hyphen to a word, a unit or another number is cited under the same rules as
+  any other number, because it still states a value a tool must have returned: "20-day" cites 20,
+  "45.3%-ish" cites 45.3%, "a 99.9%-accurate model" cites 99.9%, "25-bps" cites "25-bps" read as
+  25 bps, and the hyphen ranges "10-20" and "12%-99%" cite both ends. A hyphen right
+  after a number is a joiner, not the next number's minus sign ("10-20" cites 20, not -20).
+  Only a hyphen inside an identifier (a word starting with a letter, below: GPT-4) hides digits.
+
+Not cited numbers (never reported):
+
+* Dates and times (2020-01-02, 01/02/2020, "Jan 2, 2020", "March 2021", 09:30) and years (a bare
+  4-digit integer 1900-2100): they label a point in time rather than state a measured value.
+* Identifiers: a word that starts with a letter or underscore and contains a digit, where a word runs
+  on through letters, digits, underscores and single '.', '+' or '-' joiners (SMA_20, epoch_3, RSI14,
+  x86_64, v2, H100, Q1, t+1, T+2, GPT-4, COVID-19, Qwen2.5-7B: none of their digits is cited), plus
+  call arguments (GARCH(1,1), SMA(20)) and digits glued after a letter or before a letter other than a
+  unit ("5m bars": lower-case "m"/"b" are not read as million/billion). Exception: a currency code
+  glued to an amount ("USD1,000") is an amount. These name a configuration; the number itself is
+  checked where the answer states it as a value ("a window of 20 days").
+* Slash-joined numbers ("80/20"): a ratio or split label, not a value.
+* Ordinals (1st, 2nd): a position, not a quantity.
+* List markers ("1.", "1)", "## 1.", "**1.**" at line start; "(1)"/"(12)" anywhere): enumeration,
+  not content. Cost: a count written as "(12)" is not checked.
+* Anything inside `code spans` or fenced code blocks: quoted code or arguments, not claims.
+"""
+from __future__ import annotations
+
+import bisect
+import json
+import re
+from dataclasses import dataclass
+
+import pandas as pd
+
+# teacher_error: the teacher's request failed after retries (the row is kept so the failure is counted).
+REASONS = ("teacher_error", "no_final_answer", "tool_error", "ungrounded_number")
+
+_MONTH = (r"(?:Jan(?:uary)?|Feb(?:ruary)?|Mar(?:ch)?|Apr(?:il)?|May|June?|July?|Aug(?:ust)?"
+          r"|Sep(?:t(?:ember)?)?|Oct(?:ober)?|Nov(?:ember)?|Dec(?:ember)?)\.?")
+_ORD = r"(?:st|nd|rd|th)?"
+# Dates and times, masked in both answers and sources: their parts are not quantities.
+_DATE_RE = re.compile(
+    r"\b\d{4}[-/.]\d{1,2}[-/.]\d{1,2}"
+    r"(?:[T ]\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:?\d{2})?)?\b"
+    r"|\b\d{1,2}[-/.]\d{1,2}[-/.]\d{2,4}\b"
+    r"|\b\d{1,2}:\d{2}(?::\d{2})?\b"
+    rf"|\b(?:\d{{1,2}}{_ORD}\s+)?{_MONTH}(?:\s+\d{{1,2}}{_ORD}\b)?(?:,?\s+\d{{4}})?\b"
+)
+_CODE_RE = re.compile(r"```.*?```|`[^`\n]*`", re.DOTALL)
+_CALL_ARGS_RE = re.compile(r"(?<=\w)\(\s*\d[\d.,\s]*\)")  # GARCH(1,1), SMA(20)
+_LIST_MARKER_RE = re.compile(r"^[ \t>#*]*(?:\d+[.)]|\(\d+\))\**(?=[ \t\n])|\(\d{1,2}\)", re.MULTILINE)
+
+_SCALE = {"%": 1e-2, "percent": 1e-2, "per cent": 1e-2, "bp": 1e-4, "bps": 1e-4,
+          "basis points": 1e-4, "k": 1e3, "thousand": 1e3, "m": 1e6, "mn": 1e6, "million": 1e6,
+          "b": 1e9, "bn": 1e9, "billion": 1e9}
+# A unit word after the number: directly, after one space, or after a hyphen ("25-bps").
+_WORD_SUFFIX = r"[\s-]?(?:%|percent\b|per\scent\b|bps\b|bp\b|basis\spoints\b|bn\b|mn\b" \
+               r"|thousand\b|million\b|billion\b)"
+# An identifier (masked before citing): a word that starts with a letter or underscore and runs on
+# through word characters and single '.', '+' or '-' joiners; masked only if it contains a digit.
+_IDENT_RE = re.compile(
+    r"(?<!\w)(?<!\w[.+\-])"  # starts a word: not glued to, or hyphen-joined after, a previous word
+    r"(?!(?:USD|EUR|GBP)\s?[-+\u2212]?[\d.])"  # a currency code glued to an amount is not one
+    r"[^\W\d]\w*(?:[.+\-]\w+)*"  # a letter or underscore, then the joined run
+)
+_DIGIT_RE = re.compile(r"\d")
+# A cited number. The token is atomic so a failed boundary check cannot backtrack into a shorter
+# match ("5m" must not yield "5"). A hyphen before the number joins it to the previous number
+# ("10-20", "12%-99%") and is not its sign; a hyphen after it joins a word or unit ("20-day").
+_CITED_RE = re.compile(
+    r"(?<![\w.,%/+\u2212])"  # not the tail of a glued number/word, decimal, "80/20" or "t+1"
+    r"(?P<tok>(?>"
+    r"(?P<s1>[-+\u2212])?(?P<cur>[$\u20ac\u00a3]|(?:USD|EUR|GBP)\s?)?(?P<s2>[-+\u2212])?"
+    r"(?P<num>\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?|\.\d+)(?P<exp>[eE][-+]?\d+)?"
+    rf"(?P<suf>{_WORD_SUFFIX}|[kKMB]\b|x\b|\u00d7)?"
+    r"(?P<code>\s?(?:USD|EUR|GBP)\b)?"
+    r"))"
+    r"(?![\w%])"  # not glued to letters ("5m", "1st") or a second percent sign
+    r"(?![.,/]\d)"  # not the head of a longer number, a date part or "80/20"
+)
+# Source numbers: deliberately looser (digits inside identifiers count) since the source is truth.
+_SOURCE_RE = re.compile(
+    r"(?<![\d.])[-+]?(?P<num>\d+(?:\.\d+)?|\.\d+)(?P<exp>[eE][-+]?\d+)?"
+    rf"(?P<suf>{_WORD_SUFFIX}|[kKMB]\b)?"
+)
+_SOURCE_GROUPED_RE = re.compile(
+    rf"(?<![\d.,])(?P<num>\d{{1,3}}(?:,\d{{3}})+(?:\.\d+)?)(?![\d,])(?P<exp>)"
+    rf"(?P<suf>{_WORD_SUFFIX}|[kKMB]\b)?"
+)
+
+
+@dataclass(frozen=True)
+class GroundingResult:
+    """Uniform verdict for one trace; reason is None when kept, else one of REASONS."""
+
+    kept: bool
+    reason: str | None
+    ungrounded: list[str]
+
+
+def _mask(text: str, pattern: re.Pattern[str]) -> str:
+    """Blank out matches with spaces, keeping offsets so tokens can be reported as written."""
+    return pattern.sub(lambda m: " " * len(m.group()), text)
+
+
+def _blank_if_digits(m: re.Match[str]) -> str:
+    """An identifier match blanked out if it contains a digit (else kept: plain words and units)."""
+    return " " * len(m.group()) if _DIGIT_RE.search(m.group()) else m.group()
+
+
+def _scale(suffix: str | None) -> float:
+    """Multiplier from written units to plain units ('%' -> 0.01, 'k' -> 1000); 1 when none."""
+    if not suffix:
+        return 1.0
+    key = " ".join(suffix.split()).lstrip("-").lower()  # "-bps" (hyphen-joined) reads as "bps"
+    return _SCALE.get(key, 1.0)  # 'x'/'×' multipliers are plain values
+
+
+def _cited_matches(answer: str) -> list[re.Match[str]]:
+    """Matches of cited numbers, after masking code, call arguments, list markers, dates, identifiers."""
+    text = answer
+    for pattern in (_CODE_RE, _CALL_ARGS_RE, _LIST_MARKER_RE, _DATE_RE):
+        text = _mask(text, pattern)
+    text = _IDENT_RE.sub(_blank_if_digits, text)
+    out = []
+    for m in _CITED_RE.finditer(text):
+        bare = not (m["s1"] or m["s2"] or m["cur"] or m["exp"] or m["suf"] or m["code"])
+        if bare and len(m["num"]) == 4 and m["num"].isdigit() and 1900 <= int(m["num"]) <= 2100:
+            continue  # a year
+        out.append(m)
+    return out
+
+
+def cited_numbers(answer: str) -> list[str]:
+    """The numbers an answer cites, as written, in order (duplicates kept)."""
+    return [m["tok"].strip() for m in _cited_matches(answer)]
+
+
+def _source_values(tool_outputs: list[str]) -> list[float]:
+    """Sorted absolute values of all numbers in the outputs, plus scaled copies ('12.5%' -> 0.125)."""
+    values: set[float] = set()
+    for output in tool_outputs:
+        text = _mask(output, _DATE_RE)
+        for pattern in (_SOURCE_RE, _SOURCE_GROUPED_RE):
+            for m in pattern.finditer(text):
+                v = abs(float(m["num"].replace(",", "") + (m["exp"] or "")))
+                values.add(v)
+                values.add(v * _scale(m["suf"]))
+    return sorted(values)
+
+
+def _supported(m: re.Match[str], values: list[float]) -> bool:
+    """True if some source value, expressed in the answer's units and precision, equals the number."""
+    num = m["num"].replace(",", "")
+    decimals = len(num.partition(".")[2]) - int((m["exp"] or "e0")[1:])
+    n = abs(float(num + (m["exp"] or "")))
+    tol = 0.5 * 10.0 ** -decimals * (1 + 1e-9) + 1e-12  # source rounded to the answer's precision
+    for factor in {_scale(m["suf"]), 1.0}:  # scaled, and literal (units in the field name)
+        lo, hi = (n - tol) * factor, (n + tol) * factor
+        i = bisect.bisect_left(values, lo)
+        if i < len(values) and values[i] <= hi:
+            return True
+    return False
+
+
+def ungrounded_numbers(answer: str, tool_outputs: list[str]) -> list[str]:
+    """Cited numbers (as written, in order, de-duplicated) that no tool output supports."""
+    values = _source_values(tool_outputs)
+    out: list[str] = []
+    for m in _cited_matches(answer):
+        tok = m["tok"].strip()
+        if tok not in out and not _supported(m, values):
+            out.append(tok)
+    return out
+
+
+def _is_error(output: str) -> bool:
+    """A tool output that is a JSON object with an 'error' key (tools.execute's failure shape)."""
+    try:
+        parsed = json.loads(output)
+    except (TypeError, ValueError):
+        return False
+    return isinstance(parsed, dict) and "error" in parsed
+
+
+def check_trace(final_answer: str | None, tool_outputs: list[str], *,
+                reject_tool_errors: bool = True, teacher_error: str | None = None) -> GroundingResult:
+    """Verdict for one trace; reasons are checked in REASONS order, the first that applies wins.
+
+    reject_tool_errors=False keeps a trace whose tools all failed (e.g. to teach the student to report
+    a tool error); its answer must still be grounded."""
+    if teacher_error:
+        return GroundingResult(False, "teacher_error", [])
+    if not final_answer or not final_answer.strip():
+        return GroundingResult(False, "no_final_answer", [])
+    ungrounded = ungrounded_numbers(final_answer, tool_outputs)
+    if reject_tool_errors and tool_outputs and all(_is_error(o) for o in tool_outputs):
+        return GroundingResult(False, "tool_error", ungrounded)  # answered from a failed tool
+    if ungrounded:
+        return GroundingResult(False, "ungrounded_number", ungrounded)
+    return GroundingResult(True, None, [])
+
+
+def _outputs(cell: object) -> list[str]:
+    """tool_outputs cell (JSON list string; missing means no tool ran) as a list of strings."""
+    if isinstance(cell, str):
+        return [o if isinstance(o, str) else json.dumps(o) for o in json.loads(cell or "[]")]
+    if cell is None or (isinstance(cell, float) and cell != cell):
+        return []
+    raise TypeError(f"tool_outputs must be a JSON list string, got {type(cell).__name__}")
+
+
+def filter_traces(df: pd.DataFrame, *, reject_tool_errors: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Split traces into (kept, rejected), both with `ungrounded` (JSON list), rejected with `reason`."""
+    errors = df["teacher_error"] if "teacher_error" in df else [None] * len(df)  # absent: no teacher failed
+    results = [
+        check_trace(answer if isinstance(answer, str) else None, _outputs(outputs),
+                    reject_tool_errors=reject_tool_errors, teacher_error=error if isinstance(error, str) else None)
+        for answer, outputs, error in zip(df["final_answer"], df["tool_outputs"], errors)
+    ]
+    out = df.assign(ungrounded=[json.dumps(r.ungrounded) for r in results])
+    kept_mask = pd.Series([r.kept for r in results], index=out.index, dtype=bool)
+    kept = out[kept_mask].reset_index(drop=True)
+    rejected = out[~kept_mask].assign(
+        reason=[r.reason for r in results if not r.kept]
+    ).reset_index(drop=True)
+    return kept, rejected

@@ -1,0 +1,150 @@
+"""What an answer claims about a workbench model, read from its text: the one place those rules live.
+
+The rubric judge and the suspect-gold diagnostics both ask "does this text contradict the registry?"
+and "which key facts does it state?"; both call this module, so they can never disagree about the
+same answer (docs/design.md, "Registry contradictions").
+
+Facts are named concepts, each a case-insensitive pattern (FACTS, SOURCE_TERMS). A fact counts only
+where it is *affirmed*: a negation word ("no", "not", "without", "n't", ...) within NEGATION_WINDOW
+words before it in the same sentence cancels it, so "there is no train/test split" does not claim a
+split. The NO_SPLIT and NO_FIT facts carry their negation inside the pattern and are matched as
+written; their own negation words cancel nothing else.
+
+Registry contradictions (CONTRADICTIONS), for a model of the registry:
+- split_claim_on_rule_model   a rule model (nothing is fitted) said to have a train/test split,
+                              80/20, out-of-sample or held-out results, or a chronological split;
+- no_split_on_ml_model        the ML model said to have no split, nothing fitted, or a full-period backtest;
+- data_source_foreign_terms   a data_source answer naming a data source the model's registry entry
+                              does not list (volume for a close-only model, intraday, news, ...).
+Suspect-gold issues (SUSPECT_ISSUES) add unknown_model and data_source_missing_terms (a data_source
+answer that omits one of the model's registered data sources).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from distill.workbench.registry import MODELS, TICKERS, ModelSpec
+
+NEGATION_WINDOW = 5  # words before a claim in which a negation cancels it
+
+# Data-source terms: the first five occur in registry data sources; the rest in none (always foreign).
+SOURCE_TERMS: dict[str, str] = {
+    "close": r"\bclos(?:e|es|ing)\b",
+    "volume": r"\bvolumes?\b",
+    "high": r"\bhighs?\b(?![\s-]*frequency)",
+    "low": r"\blows?\b",
+    "black-scholes": r"\bblack[\s-]*scholes\b",
+    "intraday": r"\bintraday\b|\bminute\b|\btick data\b|\bhigh[\s-]*frequency\b",
+    "fundamentals": r"\bfundamentals?\b|\bearnings\b|\bbalance sheets?\b",
+    "news/sentiment": r"\bnews\b|\bsentiment\b",
+    "order book": r"\border[\s-]*book\b",
+}
+
+# Methodology facts, by name.
+SPLIT = ("train/test split", r"\btrain(?:ing)?\s*(?:/|-|and)\s*test(?:ing)?\b|\b80\s*%?\s*[/–-]\s*20\b"
+                             r"|\b(?:first|initial) 80\s*%|\blast 20\s*%")
+OUT_OF_SAMPLE = ("out-of-sample", r"\bout[\s-]of[\s-]sample\b|\bheld[\s-]out\b|\bhold[\s-]?out\b"
+                                  r"|\btest (?:set|period)\b|\btraining (?:set|period)\b")
+CHRONOLOGICAL = ("chronological", r"\bchronological(?:ly)?\b|\bin time order\b")
+NO_SPLIT = ("no split", r"\b(?:no|without(?:\s+(?:a|an|any))?)\s+(?:train(?:ing)?\s*(?:/|-|and)\s*test\s+)?split\b"
+                        r"|\bnot split\b|\bnever split\b|\b(?:no|nothing)(?: data)? (?:is )?(?:held|kept)[\s-]out\b")
+NO_FIT = ("nothing fitted", r"\bnothing (?:is )?(?:to )?fit(?:ted)?\b|\bfits nothing\b|\bnot fitted\b"
+                            r"|\bno (?:fitted )?parameters (?:are |to be )?(?:fitted|estimated|learn(?:ed|t))\b"
+                            r"|\bno fitting\b|\brule[\s-]based\b")
+FULL_PERIOD = ("full period", r"\bfull[\s-](?:period|window|history)\b|\b(?:entire|whole) (?:period|window|history)\b"
+                              r"|\ball of the (?:data|window|history)\b")
+NEXT_BAR = ("next bar", r"\bnext (?:bar|day|session|open)\b|\b(?:bar|day|session) after\b"
+                        r"|\bfollowing (?:bar|day|session)\b|\bone bar later\b")
+BLACK_SCHOLES = ("Black-Scholes", SOURCE_TERMS["black-scholes"])
+REALISED_VOL = ("realised volatility", r"\breali[sz]ed vol(?:atility)?\b|\bhistorical vol(?:atility)?\b")
+FACTS: dict[str, str] = dict([SPLIT, OUT_OF_SAMPLE, CHRONOLOGICAL, NO_SPLIT, NO_FIT, FULL_PERIOD, NEXT_BAR,
+                              BLACK_SCHOLES, REALISED_VOL])
+_NEGATED_INSIDE = {NO_SPLIT[0], NO_FIT[0]}  # facts whose pattern is itself a negation: matched as written
+
+# Facts that contradict the registry, by model kind.
+WRONG_FOR_KIND: dict[str, set[str]] = {
+    "rule": {SPLIT[0], OUT_OF_SAMPLE[0], CHRONOLOGICAL[0]},
+    "ml": {NO_SPLIT[0], NO_FIT[0], FULL_PERIOD[0]},
+}
+CONTRADICTIONS = ("split_claim_on_rule_model", "no_split_on_ml_model", "data_source_foreign_terms")
+SUSPECT_ISSUES = ("unknown_model", *CONTRADICTIONS, "data_source_missing_terms")
+_KIND_ISSUE = {"rule": "split_claim_on_rule_model", "ml": "no_split_on_ml_model"}
+
+_NEGATION = re.compile(r"\b(?:no|not|without|nothing|never|neither|nor|none|\w+n['’]t)\b", re.IGNORECASE)
+_SENTENCE_END = re.compile(r"[.!?;:](?:\s|$)")
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One issue (from SUSPECT_ISSUES) with the words that raised it."""
+
+    issue: str
+    detail: str
+
+
+def affirmed(text: str, pattern: str) -> bool:
+    """True if `pattern` occurs at least once with no negation shortly before it in its sentence.
+
+    The self-negating facts (NO_SPLIT, NO_FIT) are blanked first: the "nothing" of "nothing to fit"
+    is part of a claim, not a negation of the next clause ("nothing to fit, full-period backtest").
+    """
+    for name in _NEGATED_INSIDE:
+        text = re.sub(FACTS[name], lambda m: " " * len(m.group()), text, flags=re.IGNORECASE)
+    for m in re.finditer(pattern, text, re.IGNORECASE):
+        before = text[: m.start()]
+        ends = list(_SENTENCE_END.finditer(before))
+        window = before[ends[-1].end():] if ends else before
+        if not _NEGATION.search(" ".join(window.split()[-NEGATION_WINDOW:])):
+            return True
+    return False
+
+
+def stated_facts(text: str) -> set[str]:
+    """Names of the FACTS the text states."""
+    return {name for name, pattern in FACTS.items()
+            if (re.search(pattern, text, re.IGNORECASE) if name in _NEGATED_INSIDE else affirmed(text, pattern))}
+
+
+def source_terms(text: str, affirmed_only: bool = False) -> set[str]:
+    """Names of the SOURCE_TERMS the text mentions (only non-negated mentions if `affirmed_only`)."""
+    def found(pattern: str) -> bool:
+        return affirmed(text, pattern) if affirmed_only else re.search(pattern, text, re.IGNORECASE) is not None
+    return {term for term, pattern in SOURCE_TERMS.items() if found(pattern)}
+
+
+def registry_sources(spec: ModelSpec) -> set[str]:
+    """The data-source terms the registry lists for a model: what a data_source answer must name."""
+    return source_terms(spec.data_source)
+
+
+def contradictions(text: str, spec: ModelSpec, category: str) -> list[Finding]:
+    """Statements in the text that the registry says are false for this model (CONTRADICTIONS)."""
+    found = []
+    if wrong := sorted(stated_facts(text) & WRONG_FOR_KIND.get(spec.kind, set())):
+        found.append(Finding(_KIND_ISSUE[spec.kind], f"{spec.id} is {spec.kind}-based but the text states: "
+                                                      f"{', '.join(wrong)}"))
+    if category == "data_source":
+        if foreign := sorted(source_terms(text, affirmed_only=True) - registry_sources(spec)):
+            found.append(Finding("data_source_foreign_terms", f"{spec.id} does not use: {', '.join(foreign)}"))
+    return found
+
+
+def suspect_gold(text: str, model_id: str, category: str) -> list[Finding]:
+    """Every SUSPECT_ISSUES finding for one gold answer (the diagnostics' view of the same rules)."""
+    spec = MODELS.get(model_id)
+    if spec is None:
+        return [Finding("unknown_model", str(model_id))]
+    found = contradictions(text, spec, category)
+    if category == "data_source":
+        if missing := sorted(registry_sources(spec) - source_terms(text)):
+            found.append(Finding("data_source_missing_terms", f"{spec.id} uses: {', '.join(missing)}"))
+    return found
+
+
+def named_entities(text: str, tickers: bool = True) -> set[str]:
+    """Registry model ids (named by name, id, or id with spaces) and, if `tickers`, tickers the text names."""
+    names = {m.id for m in MODELS.values()
+             if any(re.search(rf"(?i)\b{re.escape(n)}\b", text) for n in (m.name, m.id, m.id.replace("_", " ")))}
+    return names | ({t for t in TICKERS if re.search(rf"\b{t}\b", text)} if tickers else set())
