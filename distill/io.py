@@ -83,6 +83,28 @@ def dumps(obj: Any) -> str:
     return json.dumps(obj, sort_keys=False, separators=(",", ":"))
 
 
+def json_list(cell: Any) -> list:
+    """A JSON-list cell (calls, tool outputs) as a list: text is parsed, a list is kept, null/NaN/absent
+    (no calls, no tool ran) is []. Anything else is a data bug and raises TypeError naming the type."""
+    if cell is None or (isinstance(cell, float) and cell != cell):
+        return []
+    if isinstance(cell, str):
+        parsed = json.loads(cell or "[]")
+    elif isinstance(cell, (list, tuple)) or hasattr(cell, "tolist"):
+        parsed = list(cell)
+    else:
+        raise TypeError(f"expected a JSON list, got {type(cell).__name__}")
+    if not isinstance(parsed, list):
+        raise TypeError(f"expected a JSON list, got JSON {type(parsed).__name__}")
+    return parsed
+
+
+def tool_outputs(cell: Any) -> list[str]:
+    """A tool_outputs cell as the list of output texts the tools returned (a non-text item, as a
+    hand-written table may hold, is written back as JSON text: every reader sees text)."""
+    return [o if isinstance(o, str) else json.dumps(o) for o in json_list(cell)]
+
+
 def setup_logging(log_path: str | Path | None) -> logging.Logger:
     """Log to the rule's log file (and stderr), as every Snakemake rule must have a log."""
     handlers: list[logging.Handler] = [logging.StreamHandler()]

@@ -398,7 +398,10 @@ def test_filter_traces_empty_frame():
     assert "ungrounded" in kept.columns and "reason" in rejected.columns
 
 
-def test_filter_traces_rejects_unparsed_tool_outputs():
-    df = pd.DataFrame({"final_answer": ["Sharpe 1.2."], "tool_outputs": [['{"sharpe": 1.2}']]})
-    with pytest.raises(TypeError, match="JSON list string"):
+def test_filter_traces_rejects_tool_outputs_that_are_no_list():
+    df = pd.DataFrame({"final_answer": ["Sharpe 1.2."], "tool_outputs": [{"sharpe": 1.2}]})
+    with pytest.raises(TypeError, match="expected a JSON list, got dict"):
+        filter_traces(df)
+    df = pd.DataFrame({"final_answer": ["Sharpe 1.2."], "tool_outputs": ['{"sharpe": 1.2}']})
+    with pytest.raises(TypeError, match="got JSON dict"):
         filter_traces(df)

@@ -55,6 +55,8 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from distill.io import tool_outputs
+
 # teacher_error: the teacher's request failed after retries (the row is kept so the failure is counted).
 REASONS = ("teacher_error", "no_final_answer", "tool_error", "ungrounded_number")
 
@@ -224,20 +226,11 @@ def check_trace(final_answer: str | None, tool_outputs: list[str], *,
     return GroundingResult(True, None, [])
 
 
-def _outputs(cell: object) -> list[str]:
-    """tool_outputs cell (JSON list string; missing means no tool ran) as a list of strings."""
-    if isinstance(cell, str):
-        return [o if isinstance(o, str) else json.dumps(o) for o in json.loads(cell or "[]")]
-    if cell is None or (isinstance(cell, float) and cell != cell):
-        return []
-    raise TypeError(f"tool_outputs must be a JSON list string, got {type(cell).__name__}")
-
-
 def filter_traces(df: pd.DataFrame, *, reject_tool_errors: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Split traces into (kept, rejected), both with `ungrounded` (JSON list), rejected with `reason`."""
     errors = df["teacher_error"] if "teacher_error" in df else [None] * len(df)  # absent: no teacher failed
     results = [
-        check_trace(answer if isinstance(answer, str) else None, _outputs(outputs),
+        check_trace(answer if isinstance(answer, str) else None, tool_outputs(outputs),
                     reject_tool_errors=reject_tool_errors, teacher_error=error if isinstance(error, str) else None)
         for answer, outputs, error in zip(df["final_answer"], df["tool_outputs"], errors)
     ]

@@ -23,7 +23,7 @@ from distill.ruler.answers import check_answer
 from distill.student.chat import arguments_object
 from distill.claude.usage import USAGE_FIELDS
 from distill.dataset.grounding import ungrounded_numbers
-from distill.io import dumps
+from distill.io import dumps, json_list, tool_outputs
 from distill.ruler.judge import Judge, JudgeResult
 from distill.ruler.text import content_tokens
 from distill.workbench.docs import search_docs
@@ -271,13 +271,6 @@ def paraphrase_same_docs(pred_calls: list[Call], gold_calls: list[Call]) -> bool
     return all(same_documents(p, g) for p, g in queries) if queries else None
 
 
-def _json_list(cell: Any) -> list:
-    """A JSON-list cell as a list; null/NaN (no calls, no outputs) as []."""
-    if cell is None or (isinstance(cell, float) and math.isnan(cell)):
-        return []
-    return json.loads(cell) if isinstance(cell, str) else list(cell)
-
-
 def _text(cell: Any) -> str:
     return cell if isinstance(cell, str) else ""
 
@@ -292,8 +285,8 @@ def score_question(row: dict, judge: Judge, cfg: dict, tools: Sequence[dict] | N
     when a paid judge's grading failed (`judge_error`). judge_rubric: the free `rubric` judge on the same
     answer, run beside a paid one so the report can show their agreement (None without `rubric`).
     """
-    gold_calls, pred_calls = _json_list(row["gold_calls"]), _json_list(row["pred_calls"])
-    outputs = [o if isinstance(o, str) else json.dumps(o) for o in _json_list(row["tool_outputs"])]
+    gold_calls, pred_calls = json_list(row["gold_calls"]), json_list(row["pred_calls"])
+    outputs = tool_outputs(row["tool_outputs"])
     question, answer = _text(row.get("question")), _text(row.get("pred_answer"))
     lenient = check_sequence(pred_calls, gold_calls, lambda p, g: check_call(
         p, g, tools=tools, query_overlap=cfg["query_jaccard"]))

@@ -25,10 +25,10 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from distill.dataset.grounding import ungrounded_numbers
+from distill.io import tool_outputs
 from distill.ruler.answers import check_answer
 from distill.ruler.claims import WRONG_FOR_KIND, contradictions, named_entities, registry_sources, source_terms, stated_facts
 from distill.ruler.judge.base import JudgeResult
@@ -70,7 +70,7 @@ class RubricJudge:
             return JudgeResult(0.0, [check.reason], [check.detail])
         gold, category = (row.get("gold_answer") or "").strip(), row.get("category") or ""
         spec = MODELS.get(row.get("model_id") or "")
-        outputs = [o if isinstance(o, str) else json.dumps(o) for o in row.get("tool_outputs") or []]
+        outputs = tool_outputs(row.get("tool_outputs"))
         found: list[tuple[str, str]] = []
 
         key_numbers = ungrounded_numbers(gold, []) if category in self.cfg["number_categories"] else []
