@@ -223,7 +223,7 @@ def test_score_epoch_through_snakemake_with_the_claude_judge(tmp_path, monkeypat
     assert list(frame["judge"]) == [0.75, 0.75, 0.0] and frame["judge_rubric"].notna().all()
     log = (wd / "results" / "logs" / "score_epoch" / "epoch_0.log").read_text()
     assert "judge: 0 requests paid now, 2 answered from the cache" in log
-    with edited_file(wd / "distill" / "claude" / "judge_prompt.md"):  # a versioned input of scoring
+    with edited_file(wd / "distill" / "ruler" / "judge" / "judge_prompt.md"):  # a versioned input of scoring
         assert planned_jobs(wd, target, *only) == {"score_epoch": 1}
     written = [p for root in (wd / "results", wd / ".snakemake" / "log") for p in root.rglob("*") if p.is_file()]
     assert list((wd / "results" / "cache" / "anthropic").rglob("*.json"))

@@ -10,7 +10,7 @@ import re
 import pytest
 import yaml
 
-from distill.config import defaults, load, section_schema, validate
+from distill.config import load
 from distill.ruler.judge import JUDGE_REASONS, Judge, JudgeResult, make_judge
 from distill.dataset.scenarios import build_grid
 from distill.teacher import make_teacher
@@ -44,12 +44,12 @@ def grade(row: dict, answer: str) -> JudgeResult:
 def test_interface_and_taxonomy():
     judge: Judge = JUDGE
     assert judge.name == "rubric"
-    assert make_judge(defaults("judge")).cfg == CONFIG["judge"]["rubric"]  # the schema defaults are config.yaml's
+    assert make_judge({"backend": "rubric"}).cfg == CONFIG["judge"]["rubric"]  # schema defaults = config.yaml's
     assert JUDGE_REASONS == ("no_answer", "markup_in_answer", "echoed_tool_output", "echoed_question",
                              "missing_number", "wrong_number", "missing_fact", "wrong_entity",
                              "registry_contradiction")
-    with pytest.raises(ValueError, match="judge.backend"):
-        make_judge({**defaults("judge"), "backend": "nope"})
+    with pytest.raises(ValueError, match="judge: backend: 'nope' is not one of"):
+        make_judge({"backend": "nope"})
 
 
 def test_every_gold_answer_scores_full_marks(gold):
@@ -176,7 +176,7 @@ def test_copying_contradicting_gold_earns_nothing_for_the_wrong_part(gold):
 def test_weights_and_cap_come_from_config(gold):
     row = gold[("method_validation", "sma_crossover")]
     answer = row["gold_answer"] + " It uses an 80/20 train/test split."
-    assert make_judge(validate({"rubric": {"contradiction_cap": 0.5}}, "test", section_schema("judge"))).grade(
+    assert make_judge({"rubric": {"contradiction_cap": 0.5}}).grade(
         {**row, "pred_answer": answer}).score == 0.5
-    words_only = make_judge(validate({"rubric": {"weights": {"facts": 0.0, "wording": 1.0}}}, "test", section_schema("judge")))
+    words_only = make_judge({"rubric": {"weights": {"facts": 0.0, "wording": 1.0}}})
     assert words_only.grade({**row, "pred_answer": "It is validated over the full period."}).score < 0.5

@@ -47,8 +47,8 @@ def test_report_answers_the_question(built):
 
 
 
-@pytest.mark.parametrize("module, also", [("scoring.py", set()), ("answers.py", set()), ("judge.py", set()),
-                                          ("text.py", set()), ("claims.py", {"diagnose_dataset"})])
+@pytest.mark.parametrize("module, also", [("ruler/scoring.py", set()), ("ruler/answers.py", set()), ("ruler/judge/rubric.py", set()),
+                                          ("ruler/text.py", set()), ("ruler/claims.py", {"diagnose_dataset"})])
 def test_scorer_edit_reruns_score_selection_report_only(built, module, also):
     """claims.py also holds the suspect-gold rules, so the diagnostics (seconds) re-run with it."""
     with edited_file(built / "distill" / module):

@@ -7,16 +7,20 @@ loads the Anthropic SDK.
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
+from distill.config import section_schema, validate
 from distill.ruler.judge.base import GRADING_ERRORS, JUDGE_REASONS, Judge, JudgeResult
 
 __all__ = ["GRADING_ERRORS", "JUDGE_REASONS", "Judge", "JudgeResult", "make_judge"]
 
 
 def make_judge(cfg: dict, cache_dir: str | Path | None = None) -> Judge:
-    """The judge named by the `judge` config section (defaults filled from the schema): the rubric with
-    `rubric`, or Claude with `anthropic`, its responses cached under `<cache_dir>/anthropic/`."""
+    """The judge named by the `judge` config section: the rubric with `rubric`, or Claude with `anthropic`,
+    its responses cached under `<cache_dir>/anthropic/`. Keys the section lacks take the schema's defaults
+    (so `make_judge({"backend": "rubric"})` is the default rubric); the section itself is not modified."""
+    cfg = validate(copy.deepcopy(cfg), "judge", section_schema("judge"))
     backend = cfg["backend"]
     if backend == "rubric":
         from distill.ruler.judge.rubric import RubricJudge
