@@ -42,7 +42,7 @@ def test_an_uncorrected_variant_shares_teacher_and_grounding_only(runs, default)
 
 
 def test_a_ruler_variant_shares_every_prediction(runs, default):
-    cfgs = {"default": default, "strict": runs.deep_merge(default, {"scoring": {"query_overlap": 1.0}})}
+    cfgs = {"default": default, "strict": runs.deep_merge(default, {"scoring": {"query_jaccard": 1.0}})}
     own = {s for s, d in owners(runs, cfgs, "strict").items() if d}
     assert own == {"scores", "baseline_scores", "selection", "report", "serving", "export"}
 

@@ -79,7 +79,7 @@ def test_the_ruler_is_honest_on_the_built_tree(built):
 
 
 def test_scoring_config_edit_reruns_score_selection_report_only(built, tmp_path):
-    cfg = edited_config(built, tmp_path, {"scoring": {"query_overlap": 0.7}})
+    cfg = edited_config(built, tmp_path, {"scoring": {"query_jaccard": 0.7}})
     assert set(planned_jobs(built, REPORT, "--configfile", cfg)) == {"score_epoch", "select_epoch", "build_report"}
 
 
@@ -107,7 +107,7 @@ def test_a_ruler_variant_rescoring_only_and_its_comparison(built):
     proc = snakemake(built, "results/compare/strict_ruler_vs_default.md")
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-5000:]
     text = (built / "results/compare/strict_ruler_vs_default.md").read_text()
-    assert "scoring.query_overlap" in text and "## Summary" in text
+    assert "scoring.query_jaccard" in text and "## Summary" in text
     assert (built / "results/compare/strict_ruler_vs_default.png").read_bytes()[:4] == b"\x89PNG"
     assert not (built / "results/variants/strict_ruler/predictions").exists()
 
