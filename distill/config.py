@@ -77,6 +77,14 @@ def defaults(*keys: str) -> dict:
     return validate({}, "/".join(keys) or "config", section_schema(*keys))
 
 
+def sections(cfg: dict, *keys: str, source: str = "config") -> dict:
+    """A copy of the top-level `keys` of `cfg`, validated, each missing one filled from the schema: for
+    callers that read a few sections (a comparison reads seed, scoring and report)."""
+    schema = {"type": "object", "additionalProperties": False,
+              "properties": {k: SCHEMA["properties"][k] for k in keys}}
+    return validate(copy.deepcopy({k: cfg[k] for k in keys if k in cfg}), source, schema)
+
+
 def load(path: str) -> dict:
     """A config file, validated with defaults filled."""
     with open(path, encoding="utf-8") as fh:

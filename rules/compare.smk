@@ -45,6 +45,10 @@ rule compare_runs:
     wildcard_constraints:
         a="[A-Za-z0-9_-]+",
         b="[A-Za-z0-9_-]+",
+    params:
+        # the default config's settings of the statistics: bootstrap size and seed, flip and notable sizes
+        cfg={"seed": config["seed"], "scoring": {"bootstrap_samples": config["scoring"]["bootstrap_samples"]},
+             "report": {k: config["report"][k] for k in ("judge_flip", "notable_change")}},
     log:
         "results/logs/compare/{a}_vs_{b}.log",
     resources:

@@ -15,5 +15,5 @@ def side(s: str):
                     config=config[0] if config else None)
 
 
-compare(side("a"), side("b"), Path(snakemake.output.report), Path(snakemake.output.plot))
+compare(side("a"), side("b"), Path(snakemake.output.report), Path(snakemake.output.plot), snakemake.params.cfg)
 log.info("wrote %s", snakemake.output.report)

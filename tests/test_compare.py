@@ -13,7 +13,7 @@ import pytest
 
 from distill.config import defaults
 from distill.compare import Run, compare, load_tree
-from distill.compare.deltas import OVERALL, deltas, paired_key
+from distill.ruler.stats import OVERALL, deltas, paired_key
 from distill.ruler.judge import JudgeResult
 from distill.ruler.scoring import score_frame
 from distill.ruler.selection import select_epoch
@@ -114,7 +114,7 @@ def data_change(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
     a = run(tmp, "old", epochs=OLD, losses=[2.0, 1.0, 0.8])
     b = run(tmp, "corrected", epochs=BETTER, losses=[2.0, 1.0, 0.8], train=new_train)
     return compare(a, b, tmp / "compare" / "old_vs_corrected.md", tmp / "compare" / "old_vs_corrected.png",
-                   bootstrap_samples=300), tmp
+                   cfg={"scoring": {"bootstrap_samples": 300}}), tmp
 
 
 def cause(text: str, start: str) -> str:
@@ -145,7 +145,7 @@ def test_held_out_gold_change_attributed_to_gold(tmp_path: Path) -> None:
     a = run(tmp_path, "old", epochs=OLD, losses=[2.0, 1.0, 0.8])
     b = run(tmp_path, "regold", epochs={1: OLD[1], 2: Epoch(right=OLD[2].right, good=OLD[2].good | M)},
             losses=[2.0, 1.0, 0.8], gold=gold)
-    text = compare(a, b, tmp_path / "c.md", tmp_path / "c.png", bootstrap_samples=300)
+    text = compare(a, b, tmp_path / "c.md", tmp_path / "c.png", cfg={"scoring": {"bootstrap_samples": 300}})
     line = cause(text, "methodology judge +0.75")
     assert "the held-out gold answer differs for 2 question(s) (gold data)" in line
     assert "Held-out gold answers differ for 2 methodology question(s)." in section(text, "### Data")
@@ -164,7 +164,7 @@ def test_summary_table_one_row_per_run(data_change: tuple[str, Path]) -> None:
 
 def test_changes_paired_with_noise_verdicts(data_change: tuple[str, Path]) -> None:
     changes = section(data_change[0], "## Changes")
-    assert "Paired bootstrap over the 16 held-out questions both runs were scored on (joined on `question`)" in changes
+    assert "Paired bootstrap over the 16 held-out questions both runs were scored on (joined on `question`;" in changes
     assert "| methodology | tool_call | 0.50 | 0.50 | +0.00 [+0.00, +0.00] | within noise |" in changes
     assert "| methodology | judge | 0.25 | 1.00 | +0.75 [" in changes  # printed with the CI, then:
     assert any(r.startswith("| methodology | judge |") and r.endswith("| beyond noise |") for r in changes.splitlines())
@@ -196,14 +196,14 @@ def test_ruler_only_change_with_identical_predictions(tmp_path: Path) -> None:
     a = run(tmp_path, "default", epochs=epochs, losses=[2.0, 1.0, 0.8])
     b = run(tmp_path, "strict_ruler", epochs=epochs, losses=[2.0, 1.0, 0.8], scoring=strict,
             config={**CONFIG, "scoring": strict})
-    text = compare(a, b, tmp_path / "c.md", tmp_path / "c.png", bootstrap_samples=300)
+    text = compare(a, b, tmp_path / "c.md", tmp_path / "c.png", cfg={"scoring": {"bootstrap_samples": 300}})
     line = cause(text, "methodology tool_call -0.75")
     assert ("identical predictions at every epoch, so the whole change is the scorer's: the ruler changed "
             "(scoring.query_jaccard: 0.5 → 0.9) (ruler)") in line
     assert "same training data" in line and "same config apart from the ruler" in line
     assert "Classic failures shown: **ruler** in tool_call (methodology), tool_call (all)." in text
     ruler = section(text, "### Ruler")
-    assert "| methodology | -0.75 [-1.00, -0.50] | +0.00 [+0.00, +0.00] | 6 | 0 | disagree |" in ruler
+    assert "| methodology | -0.75 [-1.00, -0.38] | +0.00 [+0.00, +0.00] | 6 | 0 | disagree |" in ruler
     assert "| scoring.query_jaccard | 0.5 | 0.9 | ruler |" in section(text, "### Config")
     assert "scoring.query_jaccard: 0.5 → 0.9" in section(text, "## Summary")
 
@@ -214,7 +214,7 @@ def test_checkpoint_disagreement_flagged_and_attributed(tmp_path: Path) -> None:
                                    markup={"m7"})}
     config = {**CONFIG, "student": {"train": {"epochs": 6, "learning_rate": 0.001}}}
     b = run(tmp_path, "epochs6", epochs=epochs6, losses=[2.0, 0.7, 0.9], config=config)
-    text = compare(a, b, tmp_path / "c.md", tmp_path / "c.png", bootstrap_samples=300)
+    text = compare(a, b, tmp_path / "c.md", tmp_path / "c.png", cfg={"scoring": {"bootstrap_samples": 300}})
     checkpoint = section(text, "### Checkpoint choice")
     assert "> **⚠ epochs6: the picks disagree.** Eval loss picks epoch 1, the task metric epoch 2." in checkpoint
     assert "default: the picks disagree" not in checkpoint
@@ -229,7 +229,7 @@ def test_unknown_config_and_png(tmp_path: Path) -> None:
     a = run(tmp_path, "kept", epochs=OLD, losses=[2.0, 1.0, 0.8], config=None)
     b = run(tmp_path, "default", epochs=BETTER, losses=[2.0, 1.0, 0.8])
     assert a.config is None
-    text = compare(a, b, tmp_path / "out" / "kept_vs_default.md", tmp_path / "plots" / "k.png", bootstrap_samples=100)
+    text = compare(a, b, tmp_path / "out" / "kept_vs_default.md", tmp_path / "plots" / "k.png", cfg={"scoring": {"bootstrap_samples": 100}})
     assert "Unknown: no config.json for kept" in text and "config unknown for kept" in text
     assert "](../plots/k.png)" in text
     assert (tmp_path / "plots" / "k.png").read_bytes()[:8] == PNG_SIGNATURE
@@ -283,7 +283,7 @@ def test_a_large_move_within_noise_is_still_explained(tmp_path: Path) -> None:
     a = run(tmp_path, "old", epochs=OLD, losses=[2.0, 1.0, 0.8])
     b = run(tmp_path, "fixed", epochs={1: OLD[1], 2: Epoch(right=OLD[2].right, good=OLD[2].good | {"m2", "m3"})},
             losses=[2.0, 1.0, 0.8], train=new_train)
-    text = compare(a, b, tmp_path / "c.md", tmp_path / "c.png", bootstrap_samples=300)
+    text = compare(a, b, tmp_path / "c.md", tmp_path / "c.png", cfg={"scoring": {"bootstrap_samples": 300}})
     line = cause(text, "methodology judge +0.25")
     assert "within noise" in line and "the training answers of methodology changed in 1 row(s) (gold data)" in line
     assert not any(row.startswith("- **performance") for row in text.splitlines())  # nothing moved there
@@ -297,3 +297,44 @@ def test_a_failed_claude_grading_counts_in_neither_run():
     assert d.a == 0.5 and d.b == 1.0 and d.ci == (0.5, 0.5)
     none = deltas(ta, tb.assign(judge=np.nan), samples=50, seed=0, metrics=("judge",))[OVERALL, "judge"]
     assert none.b is None and none.ci is None
+
+
+def test_paired_means_and_interval_describe_the_same_questions():
+    """Reference [1.0, 0.0], new [NaN, 0.0]: only the second question was scored by both, and on it
+    nothing changed. The old code took the reference mean over both (0.50) and reported −0.50 beside an
+    interval of [0, 0]; the mean and the interval must both use the questions both runs scored."""
+    ta = pd.DataFrame({"trace_id": ["a", "b"], "question": ["a", "b"], "category": ["x", "x"], "judge": [1.0, 0.0]})
+    tb = ta.assign(judge=[np.nan, 0.0])
+    d = deltas(ta, tb, samples=200, seed=0, metrics=("judge",))[OVERALL, "judge"]
+    assert (d.a, d.b, d.delta, d.ci) == (0.0, 0.0, 0.0, (0.0, 0.0))
+    assert not d.beyond_noise and not d.regressed
+    # and with a real change on the shared question the change and its interval agree in sign
+    d = deltas(ta, ta.assign(judge=[np.nan, 1.0]), samples=200, seed=0, metrics=("judge",))[OVERALL, "judge"]
+    assert d.delta == 1.0 and d.ci == (1.0, 1.0)
+
+
+def test_a_category_in_one_run_only_renders_n_a_with_the_reason(tmp_path: Path) -> None:
+    """A category the new run lacks, and a category whose every Claude grading failed, used to raise
+    TypeError (abs(None)); both render n/a with why."""
+    a = run(tmp_path, "old", epochs=OLD, losses=[2.0, 1.0, 0.8])
+    b = run(tmp_path, "new", epochs=BETTER, losses=[2.0, 1.0, 0.8])
+    for epoch, table in b.tables.items():
+        kept = table[table["category"] != "methodology"]
+        b.tables[epoch] = kept.assign(judge=np.where(kept["category"] == "performance", np.nan, kept["judge"]))
+    text = compare(a, b, tmp_path / "c.md", tmp_path / "c.png", cfg={"scoring": {"bootstrap_samples": 100}})
+    assert "- **methodology tool_call n/a**: new has no methodology question." in text
+    assert "- **performance judge n/a**: new has no judge score in performance (every grading failed)." in text
+    changes = section(text, "## Changes")
+    assert "| methodology | judge | 0.25 | n/a | n/a | n/a: new has no methodology question |" in changes
+
+
+def test_flip_size_and_notable_change_come_from_config(tmp_path: Path) -> None:
+    """report.judge_flip and report.notable_change decide what is a flip and what gets a sentence."""
+    new_train = {t: (c, "Fixed: no train/test split." if t == "t0" else a) for t, (c, a) in TRAIN.items()}
+    a = run(tmp_path, "old", epochs=OLD, losses=[2.0, 1.0, 0.8])
+    b = run(tmp_path, "fixed", epochs={1: OLD[1], 2: Epoch(right=OLD[2].right, good=OLD[2].good | {"m2", "m3"})},
+            losses=[2.0, 1.0, 0.8], train=new_train)
+    quiet = compare(a, b, tmp_path / "c.md", tmp_path / "c.png",
+                    cfg={"scoring": {"bootstrap_samples": 100}, "report": {"notable_change": 0.5, "judge_flip": 1.0}})
+    assert not any(row.startswith("- **methodology judge") for row in quiet.splitlines())
+    assert "judge moved by ≥ 1.0." in quiet

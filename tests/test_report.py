@@ -13,6 +13,7 @@ from distill.config import defaults
 from distill.dataset import diagnostics
 from distill.ruler.judge import JudgeResult
 from distill.report import DISAGREE_FLAG, build_report, load_baseline
+from distill.report.verdict import regression_lines
 from distill.ruler.scoring import score_frame
 from distill.ruler.selection import select_epoch
 from distill.ruler.summary import summarise
@@ -29,7 +30,7 @@ PARAPHRASE = {"name": "search_docs", "arguments": {"query": "rule models train/t
 # nothing but always writes something; at epoch 2, m2's final turn imitates a tool response.
 RIGHT = {0: set(), 1: {"p0", "p1", "m0"}, 2: {"p0", "p1", "p2", "p3", "m0", "m1", "m2"},
          3: {"p0", "p1", "p2", "m0", "m3"}}
-CFG = {"scoring": {**defaults("scoring"), "bootstrap_samples": 200},
+CFG = {"seed": 7, "scoring": {**defaults("scoring"), "bootstrap_samples": 200}, "report": defaults("report"),
        "teacher": {"backend": "offline", "model": "offline-simulator-v1"},
        "student": {"base": "embedded", "quantization": "none", "lora": {"r": 16}, "train": {"epochs": 3}},
        "pricing": {"models": {"claude-sonnet-4-5": {"input": 3.0, "output": 15.0}},
@@ -151,7 +152,7 @@ def test_disagreement_flagged_with_flips_and_plots(artifacts: dict, tmp_path: Pa
     assert (tmp_path / "results" / "report.md").read_text() == text
     assert DISAGREE_FLAG in text and "Lowest eval loss is epoch 3" in text
     assert "**Chosen checkpoint: epoch 2**" in text and "**Ship bar: FAIL** (tool_call 0.88 < 0.90;" in text
-    assert "Training past the pick lost ground by epoch 3: tool_call 0.88 → 0.62" in text
+    assert "Training past the pick: by epoch 3 only drops within noise (tool_call 0.88 → 0.62 [" in text
     assert "the offline SIMULATOR, not Claude" in text
     lines = text.splitlines()
     for epoch in range(4):
@@ -179,25 +180,49 @@ def test_disagreement_flagged_with_flips_and_plots(artifacts: dict, tmp_path: Pa
     assert "](diagnostics/summary.md)" in text
 
 
-def test_regression_is_any_category_or_the_answered_rate_below_epoch_0(artifacts: dict, tmp_path: Path) -> None:
+def test_a_drop_within_noise_is_not_a_regression(artifacts: dict, tmp_path: Path) -> None:
+    """One question of eight loses its answer from epoch 0 to the pick: the old verdict said
+    "Regression: yes" on any drop; by the one rule (paired 95% interval excludes zero) it is noise."""
     text = render(artifacts, tmp_path, [2.5, 1.2, 0.9, 0.7])
     verdict = next(line for line in text.splitlines() if line.startswith("**Regression:"))
-    assert verdict.startswith("**Regression: yes**: epoch 2 is below the untrained base (epoch 0) on ")
-    assert "answered 1.00 → 0.88" in verdict and "answered (methodology) 1.00 → 0.75" in verdict
-    assert "tool_call" not in verdict  # tool-call rose everywhere
+    assert verdict.startswith("**Regression: none**: no drop of epoch 2 against the untrained base (epoch 0) is "
+                              "beyond noise")
+    noisy = next(line for line in text.splitlines() if line.startswith("Drops within noise"))
+    assert "against the untrained base (epoch 0): answered 1.00 → 0.88 [" in noisy
+    assert "answered (methodology) 1.00 → 0.75 [" in noisy and "tool_call" not in noisy  # tool-call rose
     assert "1 of 8 held-out questions get no answer at epoch 2 (`markup_in_answer` ×1)" in text
 
 
+def test_a_drop_beyond_noise_is_a_regression() -> None:
+    """Eight of eight tool calls lost: the paired interval excludes zero, so it is a regression, overall
+    and in the category; the same rule decides whether training past the pick lost ground."""
+    def table(tool_call: bool) -> pd.DataFrame:
+        qs = [f"q{i}" for i in range(8)]
+        return pd.DataFrame({"trace_id": qs, "question": qs, "category": "performance", "tool_call": tool_call,
+                             "answered": True, "grounded": True, "judge": 1.0})
+    lines = regression_lines({0: table(True), 1: table(False), 2: table(False)}, 1, None, 200, 7)
+    assert lines[0].startswith("**Regression: yes**: epoch 1 is below the untrained base (epoch 0) on "
+                               "tool_call 1.00 → 0.00 [-1.00, -1.00]; tool_call (performance) 1.00 → 0.00")
+    assert len(lines) == 1  # nothing within noise, and epoch 2 is no worse than the pick
+    lines = regression_lines({0: table(True), 1: table(True), 2: table(False)}, 1, None, 200, 7)
+    assert lines[0].startswith("**Regression: none**")
+    assert lines[1].startswith("Training past the pick lost ground by epoch 2: tool_call 1.00 → 0.00")
+
+
 def test_regression_against_a_previous_pick(artifacts: dict, tmp_path: Path) -> None:
+    """The previous build's pick is compared question by question (its per-question table)."""
     previous = tmp_path / "previous"
     (previous / "scores").mkdir(parents=True)
     (previous / "selection.json").write_text(json.dumps({"task_epoch": 1}))
-    better = json.loads(json.dumps(artifacts["scores"][2]))
-    better["per_category"]["performance"]["judge"]["value"] = 1.0
-    better["per_category"]["methodology"]["tool_call"]["value"] = 0.9
-    (previous / "scores" / "epoch_1.json").write_text(json.dumps(better))
+    (previous / "scores" / "epoch_1.json").write_text(json.dumps(artifacts["scores"][2]))
+    with pytest.raises(FileNotFoundError, match="epoch_1.parquet"):
+        load_baseline(previous)
+    table = artifacts["tables"][2]
+    table.assign(tool_call=True).to_parquet(previous / "scores" / "epoch_1.parquet")
     text = render(artifacts, tmp_path / "out", [2.5, 1.2, 0.9, 0.7], baseline=load_baseline(previous))
-    assert f"it is below the previous pick (epoch 1 of {previous}) on tool_call (methodology) 0.90 → 0.75" in text
+    noisy = next(line for line in text.splitlines() if line.startswith("Drops within noise"))
+    assert f"against the previous pick (epoch 1 of {previous}): tool_call 1.00 → 0.88 [" in noisy
+    assert "tool_call (methodology) 1.00 → 0.75 [" in noisy
     with pytest.raises(FileNotFoundError, match="report.baseline"):
         load_baseline(tmp_path / "nowhere")
 

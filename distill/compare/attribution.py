@@ -2,7 +2,7 @@
 sentence per change beyond noise.
 
 The causes are the pipeline's three classic failures plus the config: the **ruler** (the scorer or
-judge changed, or the overlap and exact rulers disagree on the change), the **checkpoint** (the change
+judge changed, or the lenient and exact rulers disagree on the change), the **checkpoint** (the change
 depends on picking by the task metric rather than eval loss), the **gold data** (training answers or
 held-out gold answers changed, from the DuckDB dataset diff) and the **config** (any other key).
 """
@@ -15,9 +15,9 @@ from typing import Any
 
 import pandas as pd
 
-from distill.dataset import diagnostics
-from distill.compare.deltas import METRICS, OVERALL, Delta, deltas, groups, in_group, join_key, paired_key
 from distill.compare.runs import Run
+from distill.dataset import diagnostics
+from distill.ruler.stats import HEADLINE, OVERALL, Delta, deltas, groups, in_group, join_key, paired_key
 from distill.ruler.summary import SUMMARY_KEYS as SCORING_SUMMARY_KEYS
 
 # Config keys each metric's ruler reads. The summary's own keys (bootstrap, seed, ship bar) change no
@@ -26,7 +26,6 @@ RULER_PREFIX = {"tool_call": "scoring.", "judge": "judge"}
 SUMMARY_KEYS = tuple(f"scoring.{k}" for k in SCORING_SUMMARY_KEYS)
 CLASSIC = ("ruler", "checkpoint", "gold data")
 UNSET = "(unset)"  # a key one config has and the other lacks
-NOTABLE = 0.15  # a change this large gets a sentence even within noise
 
 
 @dataclass(frozen=True)
@@ -38,13 +37,14 @@ class Evidence:
     at_picks: dict[tuple[str, str], Delta]       # at each run's task pick (tool_call_strict included)
     at_loss_picks: dict[tuple[str, str], Delta]  # at each run's eval-loss pick
     paired_on: str | None                        # join column of the paired bootstrap, None if unpaired
-    lenient_only: dict[str, tuple[int, int]]     # per group: overlap-only passes in a, in b
+    lenient_only: dict[str, tuple[int, int]]     # per group: lenient-only passes in a, in b
     ruler_diff: dict[str, tuple[Any, Any]]
     config_diff: dict[str, tuple[Any, Any]] | None  # None: a run's config is unknown
     same_predictions: bool
     train_diff: pd.DataFrame                     # diagnostics.diff rows (added/removed/changed)
     train_by_category: pd.DataFrame              # diagnostics.diff_by_category
     gold_changes: dict[str, int]                 # per group: held-out questions whose gold answer differs
+    notable_change: float                        # report.notable_change: explained even within noise
 
 
 def flatten(cfg: dict, prefix: str = "") -> dict[str, Any]:
@@ -102,7 +102,7 @@ def _gold_changes(ta: pd.DataFrame, tb: pd.DataFrame) -> dict[str, int]:
     return {**changed.groupby("category").size().to_dict(), OVERALL: len(changed)}
 
 
-def gather(a: Run, b: Run, samples: int, seed: int) -> Evidence:
+def gather(a: Run, b: Run, samples: int, seed: int, notable_change: float) -> Evidence:
     ta, tb = a.tables[a.task_epoch], b.tables[b.task_epoch]
     lenient = {g: tuple(int((t["tool_call"] & ~t["tool_call_strict"]).sum())
                         for t in (in_group(ta, g), in_group(tb, g))) for g in groups(ta, tb)}
@@ -110,13 +110,14 @@ def gather(a: Run, b: Run, samples: int, seed: int) -> Evidence:
     config_diff = _differ(flatten(a.config or {}), flatten(b.config or {})) if both_known else None
     data = diagnostics.diff(a.train, b.train)
     return Evidence(
-        a=a, b=b, at_picks=deltas(ta, tb, samples, seed, (*METRICS, "tool_call_strict")),
+        a=a, b=b, at_picks=deltas(ta, tb, samples, seed, (*HEADLINE, "tool_call_strict")),
         at_loss_picks=deltas(a.tables[a.loss_epoch], b.tables[b.loss_epoch], samples, seed),
         paired_on=paired_key(ta, tb), lenient_only=lenient,
         ruler_diff=_differ(_ruler_config(a, both_known), _ruler_config(b, both_known)),
         config_diff=config_diff,
         same_predictions=_same_predictions(a, b), train_diff=data["diff"],
-        train_by_category=data["diff_by_category"], gold_changes=_gold_changes(ta, tb))
+        train_by_category=data["diff_by_category"], gold_changes=_gold_changes(ta, tb),
+        notable_change=notable_change)
 
 
 def show(value: Any) -> str:
@@ -133,6 +134,22 @@ def fmt_changes(changes: dict[str, tuple[Any, Any]], limit: int = 4) -> str:
 
 def noise(d: Delta) -> str:
     return "beyond noise" if d.beyond_noise else "within noise"
+
+
+def signed(d: Delta) -> str:
+    return "n/a" if d.delta is None else f"{d.delta:+.2f}"
+
+
+def why_missing(ev: Evidence, group: str, metric: str) -> str:
+    """Why a change has no value: a group one run lacks, a metric with no score (every Claude grading
+    of the group failed), or no question both runs scored."""
+    for run in (ev.a, ev.b):
+        rows = in_group(run.tables[run.task_epoch], group)
+        if rows.empty:
+            return f"{run.name} has no {group} question"
+        if rows[metric].isna().all():
+            return f"{run.name} has no {metric} score in {group} (every grading failed)"
+    return f"no {group} question has a {metric} score in both runs"
 
 
 def _direction(d: Delta) -> int:
@@ -161,9 +178,11 @@ def _ruler_cause(ev: Evidence, group: str, metric: str) -> tuple[str, bool]:
         return "same ruler", False
     strict = ev.at_picks[group, "tool_call_strict"]
     la, lb = ev.lenient_only[group]
+    if strict.delta is None:
+        return f"no exact-ruler change: {why_missing(ev, group, 'tool_call_strict')}", False
     if rulers_agree(ev, group):
-        return f"rulers agree (exact {strict.delta:+.2f})", False
-    return (f"the exact ruler moves {strict.delta:+.2f} ({noise(strict)}): overlap-only passes {la} → {lb} "
+        return f"rulers agree (exact {signed(strict)})", False
+    return (f"the exact ruler moves {signed(strict)} ({noise(strict)}): lenient-only passes {la} → {lb} "
             f"(ruler)", True)
 
 
@@ -177,9 +196,10 @@ def _checkpoint_cause(ev: Evidence, group: str, metric: str) -> tuple[str, bool]
     by_loss = ev.at_loss_picks[group, metric]
     who = " and ".join(f"{r.name} (task {r.task_epoch}, eval loss {r.loss_epoch})" for r in flagged)
     if by_loss.delta is None or _direction(by_loss) != _direction(ev.at_picks[group, metric]):
-        moved = "n/a" if by_loss.delta is None else f"{by_loss.delta:+.2f} ({noise(by_loss)})"
+        moved = f"n/a ({why_missing(ev, group, metric)})" if by_loss.delta is None else \
+            f"{signed(by_loss)} ({noise(by_loss)})"
         return f"picks disagree in {who}; picked by eval loss the change would be {moved} (checkpoint)", True
-    return f"same checkpoint rule; picked by eval loss the change is {by_loss.delta:+.2f} too", False
+    return f"same checkpoint rule; picked by eval loss the change is {signed(by_loss)} too", False
 
 
 def train_counts(ev: Evidence) -> dict[str, tuple[int, int, int]]:
@@ -216,14 +236,18 @@ def _config_cause(ev: Evidence) -> str:
 
 
 def causes(ev: Evidence) -> tuple[list[str], dict[str, list[str]]]:
-    """One sentence per (group, metric) that moved beyond noise or by at least NOTABLE (six questions
-    a category make wide intervals: a large move is explained too, and says it is within noise), and
-    per classic failure the changes it is implicated in."""
+    """One sentence per (group, metric) that moved beyond noise or by at least report.notable_change
+    (six questions a category make wide intervals: a large move is explained too, and says it is within
+    noise), one per change that has no value (n/a, with why), and per classic failure the changes it is
+    implicated in."""
     lines, classic = [], {c: [] for c in CLASSIC}
     for group in dict.fromkeys(g for g, _ in ev.at_picks):  # categories, then OVERALL
-        for metric in METRICS:
+        for metric in HEADLINE:
             d = ev.at_picks[group, metric]
-            if not d.beyond_noise and abs(d.delta) < NOTABLE:
+            if d.delta is None:
+                lines.append(f"**{group} {metric} n/a**: {why_missing(ev, group, metric)}.")
+                continue
+            if not d.beyond_noise and abs(d.delta) < ev.notable_change:
                 continue
             label = f"{metric} ({'all' if group == OVERALL else group})"
             found = [("ruler", *_ruler_cause(ev, group, metric)),

@@ -15,21 +15,19 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from distill.compare.attribution import (Evidence, flagged_picks, fmt_changes, is_ruler_key, noise, rulers_agree,
-                                         show, train_counts)
-from distill.compare.deltas import METRICS, OVERALL, Delta
+                                         show, train_counts, why_missing)
 from distill.dataset.diagnostics import markdown_table
 from distill.io import atomic_path
-from distill.report.figures import fmt, stat, value
+from distill.report.figures import excerpt, fmt, stat, value
+from distill.ruler.stats import HEADLINE, OVERALL, Delta
 
 ANSWER_CHARS = 160
 FLIPS_PER_CATEGORY = 5
 EXAMPLES = 3  # changed training answers shown
 
 
-def _cut(text: object, width: int = ANSWER_CHARS) -> str:
-    text = " ".join(str(text or "").split())
-    text = text if len(text) <= width else text[: width - 1] + "…"
-    return "`" + text.replace("`", "'") + "`" if text else "_(empty)_"
+def _cut(text: object) -> str:
+    return excerpt(text, ANSWER_CHARS)
 
 
 def _with_ci(d: Delta) -> str:
@@ -62,11 +60,11 @@ def changes_section(ev: Evidence) -> str:
     ta = ev.a.tables[ev.a.task_epoch]
     tb = ev.b.tables[ev.b.task_epoch]
     how = (f"Paired bootstrap over the {len(ta)} held-out questions both runs were scored on (joined on "
-           f"`{ev.paired_on}`)" if ev.paired_on else
+           f"`{ev.paired_on}`; a question either run could not grade counts in neither mean)" if ev.paired_on else
            f"Unpaired bootstrap: the runs were scored on different questions ({len(ta)} and {len(tb)})")
     rows = [{"group": g, "metric": m, ev.a.name: fmt(d.a), ev.b.name: fmt(d.b), "Δ [95% CI]": _with_ci(d),
-             "verdict": noise(d) if d.ci else "n/a"}
-            for (g, m), d in ev.at_picks.items() if m in METRICS]
+             "verdict": noise(d) if d.ci else f"n/a: {why_missing(ev, g, m)}"}
+            for (g, m), d in ev.at_picks.items() if m in HEADLINE]
     return (f"{how}; {ev.a.name} at epoch {ev.a.task_epoch}, {ev.b.name} at epoch {ev.b.task_epoch} (task picks). "
             f"A change is beyond noise when its 95% CI excludes 0.\n\n" + markdown_table(pd.DataFrame(rows)))
 
@@ -80,12 +78,12 @@ def ruler_section(ev: Evidence) -> str:
         lines.append("Both runs made identical predictions (pred_calls, pred_answer) for every question at every "
                      "epoch, so every change below is the scorer's.")
     groups = [g for g, m in ev.at_picks if m == "tool_call"]
-    rows = [{"group": g, "Δ overlap": _with_ci(ev.at_picks[g, "tool_call"]),
+    rows = [{"group": g, "Δ lenient": _with_ci(ev.at_picks[g, "tool_call"]),
              "Δ exact": _with_ci(ev.at_picks[g, "tool_call_strict"]),
-             f"overlap-only {ev.a.name}": ev.lenient_only[g][0], f"overlap-only {ev.b.name}": ev.lenient_only[g][1],
+             f"lenient-only {ev.a.name}": ev.lenient_only[g][0], f"lenient-only {ev.b.name}": ev.lenient_only[g][1],
              "rulers": "agree" if rulers_agree(ev, g) else "disagree"} for g in groups]
-    lines.append("The same predictions under both rulers: tool-call Δ by the overlap ruler and by exact match, and "
-                 "the questions only the overlap ruler passes in each run.\n\n" + markdown_table(pd.DataFrame(rows)))
+    lines.append("The same predictions under both rulers: tool-call Δ by the lenient ruler and by exact match, and "
+                 "the questions only the lenient ruler passes in each run.\n\n" + markdown_table(pd.DataFrame(rows)))
     return "\n\n".join(lines)
 
 
@@ -101,7 +99,7 @@ def checkpoint_section(ev: Evidence) -> str:
         return "\n\n".join(lines + ["Eval loss agrees with both task picks, so picking by it changes nothing."])
     rows = [{"group": g, "metric": m, "Δ at task picks": _with_ci(d),
              "Δ at eval-loss picks": _with_ci(ev.at_loss_picks[g, m])}
-            for (g, m), d in ev.at_picks.items() if m in METRICS]
+            for (g, m), d in ev.at_picks.items() if m in HEADLINE]
     lines.append(f"Had both runs been picked by eval loss ({ev.a.name} epoch {ev.a.loss_epoch}, {ev.b.name} epoch "
                  f"{ev.b.loss_epoch}):\n\n" + markdown_table(pd.DataFrame(rows)))
     return "\n\n".join(lines)
@@ -159,12 +157,12 @@ def _verdicts(r: pd.Series) -> str:
     return ", ".join([*moved, f"judge {r['judge_a']:.2f}→{r['judge_b']:.2f}"])
 
 
-def flips_section(ev: Evidence, flips: pd.DataFrame) -> str:
+def flips_section(ev: Evidence, flips: pd.DataFrame, judge_flip: float) -> str:
     """Questions whose verdict changed between the picks, grouped by category, capped per category."""
     if flips.empty:
         return "No question flips between the two picks (or the runs share no question)."
     blocks = [f"{len(flips)} question(s) flip between {ev.a.name} (epoch {ev.a.task_epoch}) and {ev.b.name} "
-              f"(epoch {ev.b.task_epoch}): tool_call or answered changed, or judge moved by ≥ 0.25."]
+              f"(epoch {ev.b.task_epoch}): tool_call or answered changed, or judge moved by ≥ {judge_flip}."]
     for category, part in flips.groupby("category", sort=True):
         items = [f"### {category} ({len(part)})"]
         for _, r in part.head(FLIPS_PER_CATEGORY).iterrows():

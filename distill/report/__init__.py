@@ -38,7 +38,8 @@ def epoch_rows(train_metrics: dict | list) -> dict[int, dict]:
 
 
 def load_baseline(results_dir: str | Path | None) -> dict | None:
-    """The pick of an earlier build kept aside (its selection.json and that epoch's score file), or None.
+    """The pick of an earlier build kept aside (its selection.json and that epoch's score file and
+    per-question table, which the regression rule pairs with this build's), or None.
 
     A missing file is an error naming it: a baseline the user asked for must not silently vanish.
     """
@@ -50,9 +51,11 @@ def load_baseline(results_dir: str | Path | None) -> dict | None:
         raise FileNotFoundError(f"report.baseline: {selection_path} not found (an earlier results/ tree)")
     epoch = json.loads(selection_path.read_text())["task_epoch"]
     score_path = root / "scores" / f"epoch_{epoch}.json"
-    if not score_path.is_file():
-        raise FileNotFoundError(f"report.baseline: {score_path} not found")
-    return {"name": str(root), "epoch": epoch, "score": json.loads(score_path.read_text())}
+    for path in (score_path, score_path.with_suffix(".parquet")):
+        if not path.is_file():
+            raise FileNotFoundError(f"report.baseline: {path} not found")
+    return {"name": str(root), "epoch": epoch, "score": json.loads(score_path.read_text()),
+            "table": pd.read_parquet(score_path.with_suffix(".parquet"))}
 
 
 def _link(title: str, path: Path, report_path: Path) -> str:
@@ -81,17 +84,17 @@ def build_report(scores: dict[int, dict], tables: dict[int, pd.DataFrame], selec
     diag = read_diagnostics(diagnostics_dir)
     summary = Path(os.path.relpath(Path(diagnostics_dir) / "summary.md", report_path.parent)).as_posix()
     link = {k: _link(k.replace("_", " "), Path(p), report_path) for k, p in plot_paths.items()}
-    rcfg = cfg.get("report", {})
+    rcfg = cfg["report"]
     overlap = cfg.get("scoring", {}).get("query_overlap", scores[task].get("config", {}).get("query_overlap"))
     sections = [
         "# Student distillation report: did the student regress, and why?",
         teacher_line(traces, cfg) + "\n\n" + student_line(cfg, scores.get(task)),
-        "## Verdict", verdict(scores, selection, diag, baseline),
+        "## Verdict", verdict(scores, tables, selection, diag, cfg, baseline),
         f"## Held-out examples (epoch {task})",
         "Real held-out questions per category, the best and the worst judged first. A final turn that "
         "is empty, holds tool markup, is mostly tool JSON or repeats the question is not an answer "
         "(docs/design.md): it scores judge 0 and is not grounded.",
-        examples_section(tables[task], task, rcfg.get("examples_per_category", 2)),
+        examples_section(tables[task], task, rcfg["examples_per_category"]),
         "## Per epoch",
         "Epoch 0 is the untrained base. Tool-call uses the overlap ruler; judge is a mean score (0–1); "
         "answered is the share of held-out questions that get an answer.",
@@ -101,7 +104,7 @@ def build_report(scores: dict[int, dict], tables: dict[int, pd.DataFrame], selec
         f"## Ruler sensitivity (epoch {task})",
         ruler_section(scores, task, tables[task], fault_counts(traces).get("query_paraphrase", 0), overlap),
         "## Reasons by kind", taxonomy_table(scores),
-        "## Per-question flips", flips_section(tables, selection),
+        "## Per-question flips", flips_section(tables, selection, rcfg["judge_flip"]),
         "## Dataset", dataset_section(diag, summary),
         "## Teacher cost", teacher_cost_section(traces, cfg),
         "## Judge cost and agreement", judge_section(scores[task].get("judge_name", "?"), tables, cfg["pricing"]),

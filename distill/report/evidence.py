@@ -10,7 +10,8 @@ from collections import Counter
 import pandas as pd
 
 from distill.dataset.diagnostics import markdown_table
-from distill.report.figures import HEADLINE, fmt, group, stat, top_counts, value, with_ci
+from distill.report.figures import HEADLINE, excerpt, fmt, group, stat, top_counts, value, with_ci
+from distill.ruler.stats import flips
 
 MAX_FLIPS = 15  # rows listed; the counts above the table are always complete
 ANSWER_CHARS = 300  # an example's answers are cut to this many characters
@@ -87,45 +88,36 @@ def taxonomy_table(scores: dict[int, dict]) -> str:
     return markdown_table(pd.DataFrame(rows))
 
 
-def flips(tables: dict[int, pd.DataFrame], before: int, after: int, metric: str = "tool_call") -> pd.DataFrame:
-    """Questions scored in both epochs whose verdict on `metric` changed."""
-    a = tables[before].set_index("trace_id")
-    b = tables[after].set_index("trace_id")
-    common = sorted(set(a.index) & set(b.index))
-    changed = [t for t in common if bool(a.at[t, metric]) != bool(b.at[t, metric])]
-    return pd.DataFrame({"trace_id": changed, "category": [b.at[t, "category"] for t in changed],
-                         "question": [b.at[t, "question"] for t in changed],
-                         "before": [bool(a.at[t, metric]) for t in changed],
-                         "after": [bool(b.at[t, metric]) for t in changed]},
-                        columns=["trace_id", "category", "question", "before", "after"])
-
-
-def flips_section(tables: dict[int, pd.DataFrame], selection: dict) -> str:
+def flips_section(tables: dict[int, pd.DataFrame], selection: dict, judge_flip: float) -> str:
+    """Questions whose verdict changed from epoch 0 to the task pick, and between the two picks: the
+    flips of distill.ruler.stats, as results/compare/ counts them."""
     task, loss = selection["task_epoch"], selection["eval_loss_epoch"]
     lines = []
     if 0 in tables:
+        base = flips(tables[0], tables[task], judge_flip)
         for metric, what in (("tool_call", "a correct tool call"), ("answered", "an answer")):
-            base = flips(tables, 0, task, metric)
-            gained = int(base["after"].sum())
+            moved = base[base[f"flip_{metric}"]]
+            gained = int(moved[f"{metric}_b"].sum())
             lines.append(f"Epoch 0 → epoch {task}: {gained} question(s) gained {what}, "
-                         f"{len(base) - gained} lost one.")
+                         f"{len(moved) - gained} lost one.")
     if task == loss:
         return "\n\n".join(lines + [f"Both picks are epoch {task}, so nothing flips between them."])
-    diff = flips(tables, loss, task)
-    right = int(diff["after"].sum())
+    diff = flips(tables[loss], tables[task], judge_flip)
+    diff = diff[diff["flip_tool_call"]]
+    right = int(diff["tool_call_b"].sum())
     lines.append(f"Eval-loss pick (epoch {loss}) → task pick (epoch {task}): {right} question(s) right only at "
                  f"epoch {task}, {len(diff) - right} right only at epoch {loss}.")
-    shown = diff.sort_values(["after", "category", "trace_id"])
-    shown[f"epoch {loss}"] = shown["before"].map({True: "ok", False: "wrong"})
-    shown[f"epoch {task}"] = shown["after"].map({True: "ok", False: "wrong"})
+    if diff.empty:
+        return "\n\n".join(lines)
+    shown = diff.sort_values(["tool_call_b", "category", "trace_id"])
+    shown[f"epoch {loss}"] = shown["tool_call_a"].map({True: "ok", False: "wrong"})
+    shown[f"epoch {task}"] = shown["tool_call_b"].map({True: "ok", False: "wrong"})
     cols = ["trace_id", "category", "question", f"epoch {loss}", f"epoch {task}"]
     return "\n\n".join(lines + [markdown_table(shown[cols], max_rows=MAX_FLIPS, width=70)])
 
 
 def _quote(text: str) -> str:
-    text = " ".join((text or "").split())
-    text = text if len(text) <= ANSWER_CHARS else text[: ANSWER_CHARS - 1] + "…"
-    return "`" + text.replace("`", "'") + "`" if text else "_(empty)_"
+    return excerpt(text, ANSWER_CHARS)
 
 
 def _verdict_line(r: pd.Series) -> str:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-HEADLINE = ("tool_call", "answered", "grounded", "judge")  # the metrics the verdict and tables lead with
+from distill.ruler.stats import HEADLINE
+
+__all__ = ["HEADLINE", "excerpt", "fmt", "group", "stat", "top_counts", "value", "with_ci"]
 
 
 def stat(score: dict | None, metric: str, category: str | None = None) -> dict:
@@ -38,3 +40,11 @@ def top_counts(counts: dict[str, int], k: int = 3) -> str:
     """'a ×3, b ×1' for the k most frequent non-zero reasons."""
     seen = sorted(((n, r) for r, n in counts.items() if n), key=lambda t: (-t[0], t[1]))[:k]
     return ", ".join(f"`{r}` ×{n}" for n, r in seen)
+
+
+def excerpt(text: object, width: int) -> str:
+    """One line of at most `width` characters in backticks (cut with …), or _(empty)_: how report.md and
+    results/compare/ quote answers and questions."""
+    text = " ".join(str(text or "").split())
+    text = text if len(text) <= width else text[: width - 1] + "…"
+    return "`" + text.replace("`", "'") + "`" if text else "_(empty)_"

@@ -16,7 +16,7 @@ from matplotlib.figure import Figure
 
 from distill.io import atomic_path
 from distill.report.figures import stat
-from distill.ruler.summary import METRICS
+from distill.ruler.stats import METRICS
 
 COLORS = {"tool_call": "tab:blue", "tool_call_strict": "tab:cyan", "answered": "tab:purple", "grounded": "tab:green",
           "judge": "tab:orange"}

@@ -11,6 +11,7 @@ from collections import Counter
 import pandas as pd
 
 from distill.report.figures import HEADLINE, fmt, group, top_counts, value
+from distill.ruler.stats import OVERALL, Delta, deltas, regressions
 
 DISAGREE_FLAG = "Eval loss would pick a different epoch."
 
@@ -44,35 +45,44 @@ def student_line(cfg: dict, score: dict | None) -> str:
             f"held-out questions per epoch, judge `{(score or {}).get('judge_name', '?')}`.")
 
 
-def drops(pick: dict, reference: dict | None) -> list[str]:
-    """Every headline metric, overall and per category, on which `pick` is below `reference`."""
-    out = []
-    for category in (None, *sorted(pick.get("per_category", {}))):
-        for metric in HEADLINE:
-            before, after = value(reference, metric, category), value(pick, metric, category)
-            if None not in (before, after) and after < before:
-                out.append(f"{metric}{'' if category is None else f' ({category})'} {fmt(before)} → {fmt(after)}")
-    return out
+def _drops(found: dict[tuple[str, str], Delta]) -> str:
+    """'metric (category) a → b [lo, hi]' per drop, overall first, the interval being that of the change."""
+    order = sorted(found, key=lambda k: (k[0] != OVERALL, k[0], HEADLINE.index(k[1])))
+    return "; ".join(f"{m}{'' if g == OVERALL else f' ({g})'} {fmt(found[g, m].a)} → {fmt(found[g, m].b)} "
+                     f"[{found[g, m].ci[0]:+.2f}, {found[g, m].ci[1]:+.2f}]" for g, m in order)
 
 
-def regression_lines(scores: dict[int, dict], chosen: int, baseline: dict | None) -> list[str]:
-    """The verdict on regression: below the untrained base or below a previous build's pick, on any
-    headline metric overall or in any category; then whether training past the pick lost ground."""
-    below_base = drops(scores[chosen], scores.get(0))
-    below_prev = drops(scores[chosen], baseline["score"]) if baseline else []
-    parts = []
-    if below_base:
-        parts.append(f"epoch {chosen} is below the untrained base (epoch 0) on {'; '.join(below_base)}")
-    if below_prev:
-        parts.append(f"it is below the previous pick (epoch {baseline['epoch']} of {baseline['name']}) on "
-                     f"{'; '.join(below_prev)}")
-    if not parts:
-        parts.append(f"epoch {chosen} is at or above the untrained base on every metric and category"
-                     + (f" and at or above the previous pick ({baseline['name']})" if baseline else ""))
-    lines = [f"**Regression: {'yes' if below_base or below_prev else 'none'}**: {'; '.join(parts)}."]
-    last = max(scores)
-    if last > chosen and (later := drops(scores[last], scores[chosen])):
-        lines.append(f"Training past the pick lost ground by epoch {last}: {'; '.join(later)}.")
+def regression_lines(tables: dict[int, pd.DataFrame], chosen: int, baseline: dict | None, samples: int,
+                     seed: int) -> list[str]:
+    """The verdict on regression against the untrained base (epoch 0) and a previous build's pick, by the
+    one rule of distill.ruler.stats: a drop on a headline metric, overall or in a category, whose paired
+    95% interval excludes zero. Drops within noise are stated beside it, never called a regression.
+    Then whether training past the pick lost ground, by the same rule."""
+    refs = [("the untrained base (epoch 0)", tables.get(0))]
+    if baseline:
+        refs.append((f"the previous pick (epoch {baseline['epoch']} of {baseline['name']})", baseline["table"]))
+    worse, noisy = [], []
+    for name, ref in refs:
+        if ref is None:
+            continue
+        regressed, within = regressions(deltas(ref, tables[chosen], samples, seed))
+        if regressed:
+            worse.append(f"epoch {chosen} is below {name} on {_drops(regressed)}")
+        if within:
+            noisy.append(f"against {name}: {_drops(within)}")
+    names = " or ".join(name for name, ref in refs if ref is not None)
+    head = "; ".join(worse) if worse else f"no drop of epoch {chosen} against {names} is beyond noise"
+    lines = [f"**Regression: {'yes' if worse else 'none'}**: {head} (a regression is a drop whose paired 95% "
+             f"interval, shown, excludes zero)."]
+    if noisy:
+        lines.append(f"Drops within noise (interval reaches zero): {'; '.join(noisy)}.")
+    last = max(tables)
+    if last > chosen:
+        regressed, within = regressions(deltas(tables[chosen], tables[last], samples, seed))
+        if regressed:
+            lines.append(f"Training past the pick lost ground by epoch {last}: {_drops(regressed)}.")
+        elif within:
+            lines.append(f"Training past the pick: by epoch {last} only drops within noise ({_drops(within)}).")
     return lines
 
 
@@ -133,8 +143,10 @@ def causes(scores: dict[int, dict], chosen: int, diag: dict[str, pd.DataFrame | 
     return out
 
 
-def verdict(scores: dict[int, dict], selection: dict, diag: dict[str, pd.DataFrame | None],
-            baseline: dict | None = None) -> str:
+def verdict(scores: dict[int, dict], tables: dict[int, pd.DataFrame], selection: dict,
+            diag: dict[str, pd.DataFrame | None], cfg: dict, baseline: dict | None = None) -> str:
+    """The header's verdict; `cfg` is the config (its seed and scoring.bootstrap_samples size the
+    intervals of the regression rule)."""
     chosen = selection["task_epoch"]
     pick, base = scores[chosen], scores.get(0)
     vs = ", ".join(f"{m} {fmt(value(pick, m))} (epoch 0: {fmt(value(base, m))})" for m in HEADLINE)
@@ -144,7 +156,8 @@ def verdict(scores: dict[int, dict], selection: dict, diag: dict[str, pd.DataFra
                for m, s in bar.items() if isinstance(s, dict) and not s.get("passed")]
     ship = "**Ship bar: PASS.**" if bar.get("passed") else f"**Ship bar: FAIL** ({'; '.join(failing)})."
     lines = [f"**Chosen checkpoint: epoch {chosen}** (by {metric}): {vs}.", ship,
-             *regression_lines(scores, chosen, baseline), disagreement(selection)]
+             *regression_lines(tables, chosen, baseline, cfg["scoring"]["bootstrap_samples"], cfg["seed"]),
+             disagreement(selection)]
     if why := causes(scores, chosen, diag):
         lines.append("Why, in brief:\n" + "\n".join(f"- {w}" for w in why))
     return "\n\n".join(lines)

@@ -18,28 +18,10 @@ from distill.ruler.answers import ANSWER_REASONS
 from distill.student.chat import LOOP_FAILURES
 from distill.ruler.judge import GRADING_ERRORS, JUDGE_REASONS
 from distill.ruler.scoring import ERRORS, LENIENCIES, SEQUENCE_ERRORS
+from distill.ruler.stats import METRICS, estimate, resample
 
-METRICS = ("tool_call", "tool_call_strict", "answered", "grounded", "judge")
 # The `scoring` keys read here: they size intervals and set the bar, and change no per-question verdict.
 SUMMARY_KEYS = ("bootstrap_samples", "ship_bar")
-
-
-def _estimate(values: np.ndarray, idx: np.ndarray | None) -> dict:
-    """Mean with a percentile-bootstrap 95% CI over the resampled row indices `idx` (B × n).
-
-    NaN (a judge grading that failed: judge_error) is left out of the mean and of each resample, not
-    counted as 0; with no value at all the estimate is None.
-    """
-    known = ~np.isnan(values)
-    if idx is None or not known.any():
-        return {"value": None, "ci95": [None, None]}
-    if known.all():
-        means = values[idx].mean(axis=1)
-    else:
-        counts = known[idx].sum(axis=1)
-        means = np.where(known, values, 0.0)[idx].sum(axis=1)[counts > 0] / counts[counts > 0]
-    lo, hi = np.percentile(means, [2.5, 97.5])
-    return {"value": float(values[known].mean()), "ci95": [float(lo), float(hi)]}
 
 
 def _counts(values: list[str], taxonomy: tuple[str, ...]) -> dict[str, int]:
@@ -52,10 +34,10 @@ def _group(rows: pd.DataFrame, cfg: dict, seed: int) -> dict:
     """Rates with CIs and reason counts for one group; the same resamples serve every metric (paired)."""
     n = len(rows)
     rng = np.random.default_rng(seed)  # reseeded per group: a group's CI never depends on others
-    idx = rng.integers(0, n, size=(cfg["bootstrap_samples"], n)) if n else None
+    idx = resample(n, cfg["bootstrap_samples"], rng)
     summary: dict[str, Any] = {"n": n}
     for metric in METRICS:
-        summary[metric] = _estimate(rows[metric].astype(float).to_numpy(), idx)
+        summary[metric] = estimate(rows[metric].astype(float).to_numpy(), idx)
     lenient_only = rows[rows["tool_call"] & ~rows["tool_call_strict"]]
     summary.update({
         "call_errors": _counts(list(rows["call_error"].dropna()), ERRORS + SEQUENCE_ERRORS),
