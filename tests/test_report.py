@@ -25,7 +25,7 @@ QUERY = "train test split rule models"
 GOLD = {"p": [INFO], "m": [{"name": "search_docs", "arguments": {"query": QUERY}}]}
 WRONG_QUERY = {"name": "search_docs", "arguments": {"query": "fees slippage"}}
 PARAPHRASE = {"name": "search_docs", "arguments": {"query": "rule models train/test split?"}}
-# Which traces call the right tool per epoch: epoch 2 is best (7/8, m1 only under the overlap ruler),
+# Which traces call the right tool per epoch: epoch 2 is best (7/8, m1 only under the lenient ruler),
 # epoch 3 regresses (5/8) but gets m3 right, which epoch 2 misses. The untrained base (epoch 0) calls
 # nothing but always writes something; at epoch 2, m2's final turn imitates a tool response.
 RIGHT = {0: set(), 1: {"p0", "p1", "m0"}, 2: {"p0", "p1", "p2", "p3", "m0", "m1", "m2"},
@@ -168,7 +168,7 @@ def test_disagreement_flagged_with_flips_and_plots(artifacts: dict, tmp_path: Pa
     # ruler sensitivity: m1's paraphrased search_docs query passes overlap, fails exact match, and the
     # report says what BM25 actually retrieves for it
     assert "accepts 1 question(s) that exact match rejects. The leniencies they needed: `query_paraphrase` ×1" in text
-    assert "BM25 returns the gold query's documents for" in text
+    assert "BM25 returns the gold query's passages for" in text
     assert "| methodology | 4 | 0.50 | 0.75 | 0.25 |" in text
     assert "| not an answer | markup_in_answer | 0 | 0 | 1 | 0 |" in text
     # dataset diagnostics

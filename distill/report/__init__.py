@@ -85,7 +85,6 @@ def build_report(scores: dict[int, dict], tables: dict[int, pd.DataFrame], selec
     summary = Path(os.path.relpath(Path(diagnostics_dir) / "summary.md", report_path.parent)).as_posix()
     link = {k: _link(k.replace("_", " "), Path(p), report_path) for k, p in plot_paths.items()}
     rcfg = cfg["report"]
-    overlap = cfg.get("scoring", {}).get("query_overlap", scores[task].get("config", {}).get("query_overlap"))
     sections = [
         "# Student distillation report: did the student regress, and why?",
         teacher_line(traces, cfg) + "\n\n" + student_line(cfg, scores.get(task)),
@@ -96,13 +95,13 @@ def build_report(scores: dict[int, dict], tables: dict[int, pd.DataFrame], selec
         "(docs/design.md): it scores judge 0 and is not grounded.",
         examples_section(tables[task], task, rcfg["examples_per_category"]),
         "## Per epoch",
-        "Epoch 0 is the untrained base. Tool-call uses the overlap ruler; judge is a mean score (0–1); "
+        "Epoch 0 is the untrained base. Tool-call uses the lenient ruler; judge is a mean score (0–1); "
         "answered is the share of held-out questions that get an answer.",
         epoch_table(scores, losses, selection), link["metrics_by_epoch"], link["eval_loss_by_epoch"],
         "## Per category", "Cells: tool_call / answered / grounded / judge.", category_table(scores),
         link["tool_call_by_category"],
         f"## Ruler sensitivity (epoch {task})",
-        ruler_section(scores, task, tables[task], fault_counts(traces).get("query_paraphrase", 0), overlap),
+        ruler_section(scores, task, tables[task], fault_counts(traces).get("query_paraphrase", 0), cfg["scoring"]),
         "## Reasons by kind", taxonomy_table(scores),
         "## Per-question flips", flips_section(tables, selection, rcfg["judge_flip"]),
         "## Dataset", dataset_section(diag, summary),

@@ -15,7 +15,7 @@ from distill.ruler.stats import flips
 
 MAX_FLIPS = 15  # rows listed; the counts above the table are always complete
 ANSWER_CHARS = 300  # an example's answers are cut to this many characters
-REASON_KINDS = (("call_errors", "tool-call error (overlap)"), ("strict_errors", "tool-call error (exact)"),
+REASON_KINDS = (("call_errors", "tool-call error (lenient)"), ("strict_errors", "tool-call error (exact)"),
                 ("failures", "agent-loop failure"), ("answer_reasons", "not an answer"),
                 ("judge_reasons", "judge finding"))
 
@@ -47,29 +47,29 @@ def category_table(scores: dict[int, dict]) -> str:
 
 
 def ruler_section(scores: dict[int, dict], chosen: int, table: pd.DataFrame, paraphrased_by_teacher: int,
-                  threshold: float) -> str:
-    """Strict vs overlap tool-call per category, and what the lenient-only passes needed, measured."""
+                  scoring: dict) -> str:
+    """Strict vs lenient tool-call per category, and what the lenient-only passes needed, measured."""
     pick = scores[chosen]
     groups = [*sorted(pick.get("per_category", {})), None]
     rows = pd.DataFrame([{
         "category": c or "(all)", "n": group(pick, c).get("n"),
-        "strict": fmt(value(pick, "tool_call_strict", c)), "overlap": fmt(value(pick, "tool_call", c)),
+        "strict": fmt(value(pick, "tool_call_strict", c)), "lenient": fmt(value(pick, "tool_call", c)),
         "gap": fmt((value(pick, "tool_call", c) or 0) - (value(pick, "tool_call_strict", c) or 0)),
     } for c in groups])
     lenient_only = table[table["tool_call"] & ~table["tool_call_strict"]]
     if lenient_only.empty:
         return f"At epoch {chosen} both rulers agree on every question.\n\n" + markdown_table(rows)
     used = Counter(x for cell in lenient_only["leniencies"] for x in json.loads(cell))
-    text = (f"At epoch {chosen} the overlap ruler accepts {len(lenient_only)} question(s) that exact match "
+    text = (f"At epoch {chosen} the lenient ruler accepts {len(lenient_only)} question(s) that exact match "
             f"rejects. The leniencies they needed: {top_counts(dict(used), k=len(used))}.")
     same = lenient_only["paraphrase_same_docs"].dropna()
     if len(same):
         n_same = int(same.astype(bool).sum())
-        text += (f" Of the {len(same)} with a paraphrased `search_docs` query (overlap coefficient ≥ {threshold}), "
-                 f"BM25 returns the gold query's documents for {n_same}")
+        text += (f" Of the {len(same)} with a paraphrased `search_docs` query (accepted when BM25 returns the gold "
+                 f"query's top {scoring['query_top_k']} passages or the content words' Jaccard similarity is ≥ "
+                 f"{scoring['query_jaccard']}), BM25 returns the gold query's passages for {n_same}")
         text += (", so exact match undercounts tool use there." if n_same == len(same) else
-                 f"; for {len(same) - n_same} it retrieves other documents, so the overlap ruler is generous "
-                 f"there.")
+                 f"; {len(same) - n_same} pass on shared words alone.")
     if paraphrased_by_teacher:
         text += (f" The teacher's own traces paraphrase {paraphrased_by_teacher} `search_docs` queries (the "
                  f"query_paraphrase fault), so the student is trained on paraphrases too.")

@@ -9,8 +9,6 @@ every metric: one row per question, the table behind every aggregate (distill.ru
 
 from __future__ import annotations
 
-import json
-import math
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -19,11 +17,12 @@ from typing import Any
 
 import pandas as pd
 
-from distill.ruler.answers import check_answer
-from distill.student.chat import arguments_object
+from distill import config
 from distill.claude.usage import USAGE_FIELDS
 from distill.dataset.grounding import ungrounded_numbers
 from distill.io import dumps, json_list, tool_outputs
+from distill.ruler.answers import check_answer
+from distill.student.chat import arguments_object
 from distill.ruler.judge import Judge, JudgeResult
 from distill.ruler.text import content_tokens
 from distill.workbench.docs import search_docs
@@ -34,8 +33,7 @@ ERRORS = ("wrong_name", "missing_argument", "unexpected_argument", "wrong_value"
 # Why a call sequence failed when every compared position matched: the counts differ.
 SEQUENCE_ERRORS = ("missing_call", "extra_call")
 # Why a lenient pass is not an exact match: the leniencies it used (check_call's docstrings).
-LENIENCIES = ("default_argument", "identifier_case", "date_format", "numeric_type", "whitespace",
-              "query_paraphrase")
+LENIENCIES = ("default_argument", "identifier_case", "date_format", "whitespace", "query_paraphrase")
 
 # Argument roles by name: JSON schema has no notion of "identifier" or "free text", the workbench's names do.
 IDENTIFIER_ARGS = frozenset({"model_id", "ticker"})
@@ -78,17 +76,45 @@ def _tool_schemas(tools: Sequence[dict] | None) -> dict[str, dict]:
     return {t["name"]: t.get("input_schema") or {} for t in tools}
 
 
-def query_overlap(pred: str, gold: str) -> float:
-    """Overlap coefficient |A∩B| / min(|A|,|B|) of content tokens; 0.0 when either set is empty.
+def query_jaccard(pred: str, gold: str) -> float:
+    """Jaccard similarity |A∩B| / |A∪B| of content tokens; 0.0 when either set is empty.
 
-    Leniency: a paraphrased search_docs query matches when most of the shorter query's content words
-    appear in the other. Reason: BM25 retrieval depends on the content words, not on their order or on
-    filler words, so two such queries find the same documents.
+    Symmetric, so a one-word query ("crossover") that is a subset of a five-word gold query scores 0.2,
+    not 1.0 as the overlap coefficient did.
     """
     a, b = content_tokens(pred), content_tokens(gold)
-    if not a or not b:
-        return 0.0
-    return len(a & b) / min(len(a), len(b))
+    return len(a & b) / len(a | b) if a and b else 0.0
+
+
+def retrieved(query: str, k: int) -> list[tuple[str, str, str]]:
+    """The passages (doc, title, snippet) search_docs returns for `query`, best first, at most k."""
+    try:
+        return [(hit["doc"], hit["title"], hit["snippet"]) for hit in search_docs(query, k)]
+    except ValueError:  # an empty query finds nothing
+        return []
+
+
+def same_documents(pred_query: str, gold_query: str, k: int) -> bool:
+    """Whether BM25 (the search_docs tool) returns the gold query's top-k passages for the predicted
+    query (in any order: the student reads them all): the test of whether a paraphrase is the same tool
+    use. A gold query that finds nothing is matched by nothing."""
+    gold = retrieved(gold_query, k)
+    return bool(gold) and set(retrieved(pred_query, k)) == set(gold)
+
+
+def query_match(pred: str, gold: str, cfg: dict) -> bool:
+    """Whether a search_docs query that is not the gold query is the same tool use.
+
+    Leniency: a paraphrase passes when BM25 returns the gold query's top `cfg["query_top_k"]` passages
+    for it, or when the two queries' content words have Jaccard similarity ≥ `cfg["query_jaccard"]`.
+    Reason: the tool's answer is what the student reads next, so a query that retrieves the same
+    passages is the same call; the token test covers rewordings BM25 ranks a little differently. Both
+    are symmetric in what they demand: a subset query ("model") retrieves other passages and shares too
+    few words, so it fails.
+    """
+    if query_jaccard(pred, gold) >= cfg["query_jaccard"]:
+        return True
+    return cfg["query_top_k"] > 0 and same_documents(pred, gold, cfg["query_top_k"])
 
 
 def _norm_date(value: Any) -> str | None:
@@ -115,26 +141,33 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def _canonical(value: Any) -> str:
-    """JSON text with sorted keys: two values are exactly equal when these are (25 and 25.0 are not)."""
-    return json.dumps(value, sort_keys=True)
+def same_value(pred: Any, gold: Any) -> bool:
+    """Equality of JSON values with numbers by value: `fee_bps: 10` is `10.0` (JSON has one number
+    type), under both rulers; a bool is no number and a numeric string ("10") is no number."""
+    if _is_number(pred) and _is_number(gold):
+        return pred == gold
+    if isinstance(pred, dict) and isinstance(gold, dict):
+        return pred.keys() == gold.keys() and all(same_value(pred[k], gold[k]) for k in pred)
+    if isinstance(pred, list) and isinstance(gold, list):
+        return len(pred) == len(gold) and all(same_value(p, g) for p, g in zip(pred, gold))
+    return type(pred) is type(gold) and pred == gold
 
 
-def _compare(key: str, pred: Any, gold: Any, prop: dict, overlap: float) -> tuple[str | None, str | None]:
+def _compare(key: str, pred: Any, gold: Any, prop: dict, cfg: dict) -> tuple[str | None, str | None]:
     """(error, leniency): error None if the values match under the role of `key`; leniency names the
     LENIENCIES entry that made two different values match (None for equal values).
 
     Leniencies: identifiers (model_id, ticker) compare after strip and case-folding, because the
     registry's ids are unique regardless of case, so the student named the right entity (tools.execute
-    itself is case-sensitive: as with dates, a failed run costs grounded/judge, not this ruler); numbers
-    compare by value (25 == 25.0), because JSON does not distinguish them; other strings compare after
-    strip. Not a leniency: a numeric string ("1") in a number field is a wrong value, because the schema
+    itself is case-sensitive: as with dates, a failed run costs grounded/judge, not this ruler); other
+    strings compare after strip; queries by `query_match`. Not a leniency: numbers are equal by value
+    (`same_value`), and a numeric string ("1") in a number field is a wrong value, because the schema
     says number and tools.execute rejects it.
     """
-    if _canonical(pred) == _canonical(gold):
+    if same_value(pred, gold):
         return None, None
     if key in FREE_TEXT_ARGS:
-        ok = isinstance(pred, str) and isinstance(gold, str) and query_overlap(pred, gold) >= overlap
+        ok = isinstance(pred, str) and isinstance(gold, str) and query_match(pred, gold, cfg)
         return (None, "query_paraphrase") if ok else ("query_mismatch", None)
     both_text = isinstance(pred, str) and isinstance(gold, str)
     if key in IDENTIFIER_ARGS:
@@ -143,9 +176,6 @@ def _compare(key: str, pred: Any, gold: Any, prop: dict, overlap: float) -> tupl
     elif key in DATE_ARGS or prop.get("format") == "date":
         ok = _norm_date(pred) is not None and _norm_date(pred) == _norm_date(gold)
         leniency = "date_format"
-    elif prop.get("type") in ("number", "integer") or _is_number(gold):
-        ok = _is_number(pred) and _is_number(gold) and math.isclose(pred, gold, rel_tol=1e-9, abs_tol=1e-12)
-        leniency = "numeric_type"
     elif both_text:
         ok, leniency = pred.strip() == gold.strip(), "whitespace"
     else:
@@ -153,9 +183,11 @@ def _compare(key: str, pred: Any, gold: Any, prop: dict, overlap: float) -> tupl
     return (None, leniency) if ok else ("wrong_value", None)
 
 
-def check_call(pred: Call, gold: Call, *, tools: Sequence[dict] | None = None,
-               query_overlap: float = 0.5) -> CallCheck:
+def check_call(pred: Call, gold: Call, *, tools: Sequence[dict] | None = None, cfg: dict | None = None) -> CallCheck:
     """Check one predicted call against the gold call; first failure wins, in the order of ERRORS.
+
+    `cfg` is the `scoring` config section (its query_jaccard and query_top_k); without one, the
+    schema's defaults.
 
     Argument sets are compared with the gold call's keys (the gold is the reference for which optional
     arguments the question needs). Leniency, both ways: an optional argument omitted on one side and given
@@ -172,6 +204,7 @@ def check_call(pred: Call, gold: Call, *, tools: Sequence[dict] | None = None,
     (name, args), (gold_name, gold_args) = parsed, parsed_gold
     if name != gold_name:
         return CallCheck(False, "wrong_name", f"{name!r} != {gold_name!r}")
+    cfg = cfg or config.defaults("scoring")
     schema = _tool_schemas(tools).get(name, {})
     props, required = schema.get("properties", {}), set(schema.get("required", []))
     used: list[str] = []
@@ -179,7 +212,7 @@ def check_call(pred: Call, gold: Call, *, tools: Sequence[dict] | None = None,
     def defaulted(key: str, value: Any) -> bool:
         prop = props.get(key, {})
         return (key not in required and "default" in prop
-                and _compare(key, prop["default"], value, prop, query_overlap)[0] is None)
+                and _compare(key, prop["default"], value, prop, cfg)[0] is None)
 
     for key in sorted(set(gold_args) - set(args)):
         if not defaulted(key, gold_args[key]):
@@ -190,7 +223,7 @@ def check_call(pred: Call, gold: Call, *, tools: Sequence[dict] | None = None,
             return CallCheck(False, "unexpected_argument", key)
         used.append("default_argument")
     for key in sorted(set(args) & set(gold_args)):
-        error, leniency = _compare(key, args[key], gold_args[key], props.get(key, {}), query_overlap)
+        error, leniency = _compare(key, args[key], gold_args[key], props.get(key, {}), cfg)
         if error:
             return CallCheck(False, error, f"{key}: {args[key]!r} vs {gold_args[key]!r}")
         if leniency:
@@ -198,17 +231,17 @@ def check_call(pred: Call, gold: Call, *, tools: Sequence[dict] | None = None,
     return CallCheck(True, leniencies=tuple(sorted(set(used))))
 
 
-def tool_call_match(pred: Call, gold: Call, *, tools: Sequence[dict] | None = None,
-                    query_overlap: float = 0.5) -> bool:
+def tool_call_match(pred: Call, gold: Call, *, tools: Sequence[dict] | None = None, cfg: dict | None = None) -> bool:
     """The lenient ruler of docs/design.md: True when `check_call` finds no error."""
-    return check_call(pred, gold, tools=tools, query_overlap=query_overlap).valid
+    return check_call(pred, gold, tools=tools, cfg=cfg).valid
 
 
 def strict_check_call(pred: Call, gold: Call) -> CallCheck:
-    """Exact match after JSON-text parsing only: same name, same argument keys, same JSON values.
+    """Exact match after JSON-text parsing only: same name, same argument keys, same JSON values
+    (numbers by value: 25 is 25.0, as JSON has one number type).
 
-    No normalisation at all (case, dates, defaults, paraphrases, and 25 vs 25.0 all count), which is
-    what makes it the reference for the sensitivity table. Errors use the same taxonomy as check_call.
+    No normalisation at all (case, dates, defaults and paraphrases all count), which is what makes it
+    the reference for the sensitivity table. Errors use the same taxonomy as check_call.
     """
     parsed, parsed_gold = _parse_call(pred), _parse_call(gold)
     if parsed_gold is None:
@@ -223,7 +256,7 @@ def strict_check_call(pred: Call, gold: Call) -> CallCheck:
     if extra := sorted(set(args) - set(gold_args)):
         return CallCheck(False, "unexpected_argument", extra[0])
     for key in sorted(args):
-        if _canonical(args[key]) != _canonical(gold_args[key]):
+        if not same_value(args[key], gold_args[key]):
             error = "query_mismatch" if key in FREE_TEXT_ARGS else "wrong_value"
             return CallCheck(False, error, f"{key}: {args[key]!r} vs {gold_args[key]!r}")
     return CallCheck(True)
@@ -250,25 +283,14 @@ def check_sequence(pred_calls: list[Call], gold_calls: list[Call], check: Check)
     return CallCheck(True, leniencies=tuple(sorted(used)))
 
 
-def same_documents(pred_query: str, gold_query: str) -> bool:
-    """Whether BM25 (the search_docs tool) returns the same documents, in order, for both queries:
-    the test of whether a paraphrased query is the same tool use."""
-    def docs(query: str) -> list[str]:
-        try:
-            return [hit["doc"] for hit in search_docs(query)]
-        except ValueError:  # an empty query finds nothing
-            return []
-    return docs(pred_query) == docs(gold_query)
-
-
-def paraphrase_same_docs(pred_calls: list[Call], gold_calls: list[Call]) -> bool | None:
+def paraphrase_same_docs(pred_calls: list[Call], gold_calls: list[Call], k: int) -> bool | None:
     """For aligned search_docs calls whose queries differ: do all of them retrieve the gold query's
-    documents? None when no position has a differing search_docs query."""
+    top-k passages? None when no position has a differing search_docs query or k is 0 (no check)."""
     pairs = [(_parse_call(p), _parse_call(g)) for p, g in zip(pred_calls, gold_calls)]
     queries = [(p[1].get("query"), g[1].get("query")) for p, g in pairs
                if p and g and p[0] == g[0] == "search_docs" and p[1].get("query") != g[1].get("query")]
     queries = [(p, g) for p, g in queries if isinstance(p, str) and isinstance(g, str)]
-    return all(same_documents(p, g) for p, g in queries) if queries else None
+    return all(same_documents(p, g, k) for p, g in queries) if queries and k else None
 
 
 def _text(cell: Any) -> str:
@@ -288,8 +310,7 @@ def score_question(row: dict, judge: Judge, cfg: dict, tools: Sequence[dict] | N
     gold_calls, pred_calls = json_list(row["gold_calls"]), json_list(row["pred_calls"])
     outputs = tool_outputs(row["tool_outputs"])
     question, answer = _text(row.get("question")), _text(row.get("pred_answer"))
-    lenient = check_sequence(pred_calls, gold_calls, lambda p, g: check_call(
-        p, g, tools=tools, query_overlap=cfg["query_jaccard"]))
+    lenient = check_sequence(pred_calls, gold_calls, lambda p, g: check_call(p, g, tools=tools, cfg=cfg))
     strict = check_sequence(pred_calls, gold_calls, strict_check_call)
     answered = check_answer(answer, question)
     ungrounded = ungrounded_numbers(answer, outputs) if answered.answered else []
@@ -312,7 +333,7 @@ def score_question(row: dict, judge: Judge, cfg: dict, tools: Sequence[dict] | N
         "tool_call": lenient.valid, "call_error": lenient.error, "call_error_detail": lenient.detail,
         "leniencies": dumps(list(lenient.leniencies)),
         "tool_call_strict": strict.valid, "strict_error": strict.error, "strict_error_detail": strict.detail,
-        "paraphrase_same_docs": (paraphrase_same_docs(pred_calls, gold_calls)
+        "paraphrase_same_docs": (paraphrase_same_docs(pred_calls, gold_calls, cfg["query_top_k"])
                                  if lenient.valid and not strict.valid else None),
         "answered": answered.answered, "answer_reason": answered.reason,
         "grounded": answered.answered and not ungrounded, "ungrounded": dumps(ungrounded),
@@ -328,7 +349,7 @@ def score_frame(df: pd.DataFrame, judge: Judge, cfg: dict, *, tools: Sequence[di
                 rubric: Judge | None = None) -> pd.DataFrame:
     """The per-question score table of one epoch (results/scores/epoch_<n>.parquet), in input order.
 
-    `cfg` is the `scoring` config section (query_overlap is read here; the rest by distill.ruler.summary).
+    `cfg` is the `scoring` config section (the rulers' keys are read here; the rest by distill.ruler.summary).
     Rows are scored `judge.concurrency` at a time (a judge that waits on a server; 1 otherwise).
     """
     with ThreadPoolExecutor(getattr(judge, "concurrency", 1)) as pool:  # map keeps row order
