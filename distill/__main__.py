@@ -64,7 +64,7 @@ def chat(args: argparse.Namespace, cfg: dict) -> None:
             use_available_cores()
             url = stack.enter_context(student_url(args, cfg))
             student = StudentBackend(url, cfg["predict"]["max_new_tokens"], cfg["predict"]["max_turns"])
-        assistant = Assistant(student, teacher)
+        assistant = Assistant(student, teacher, cfg["scoring"], cfg["claims"])
         for question in questions:
             if not question:
                 continue

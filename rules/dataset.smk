@@ -72,6 +72,8 @@ rule diagnose_dataset:
         code=script_sources("scripts/diagnose_dataset.py"),
     output:
         directory("results/{run_dir}diagnostics"),
+    params:
+        cfg=params("diagnostics"),
     log:
         "results/{run_dir}logs/diagnose_dataset.log",
     resources:

@@ -8,8 +8,9 @@ from distill.ruler.summary import summarise
 log = setup_logging(snakemake.log[0])
 cfg = snakemake.params.cfg
 preds = read_parquet(snakemake.input.predictions, required=("trace_id", "category", "gold_calls", "pred_calls"))
-judge = make_judge(cfg["judge"], snakemake.params.cache)
-frame = score_frame(preds, judge, cfg["scoring"], rubric=RubricJudge(cfg["judge"]["rubric"]))  # agreement
+judge = make_judge(cfg["judge"], snakemake.params.cache, cfg["claims"])
+frame = score_frame(preds, judge, cfg["scoring"], rubric=RubricJudge(cfg["judge"]["rubric"], cfg["claims"]),  # agreement
+                    claims=cfg["claims"])
 scores = {"epoch": int(snakemake.wildcards.epoch), **summarise(frame, cfg["scoring"], judge.name, cfg["seed"])}
 log.info("epoch %s: %s", snakemake.wildcards.epoch, {m: scores["overall"][m]["value"] for m in ("tool_call", "answered", "grounded", "judge")})
 if judge.name == "anthropic":

@@ -95,3 +95,50 @@ def test_named_entities():
     assert named_entities("SMA Crossover on ACME beat rsi_reversion on BOLT.") == {
         "sma_crossover", "rsi_reversion", "ACME", "BOLT"}
     assert named_entities("SMA Crossover on ACME.", tickers=False) == {"sma_crossover"}
+
+
+@pytest.mark.parametrize("text", [
+    "Donchian Breakout has a low drawdown and a high Sharpe ratio.",
+    "It is a high-risk model with low turnover; it uses daily close prices.",
+])
+def test_high_and_low_as_adjectives_are_no_data_source(text):
+    """'low'/'high' as adjectives named a foreign data source, capping a correct answer at 0.2."""
+    assert source_terms(text) <= {"close"}
+    assert issues(text, RULE, "data_source") == set()
+
+
+@pytest.mark.parametrize("text", [
+    "Donchian Breakout uses daily high, low and close prices (bundled synthetic OHLCV set).",
+    "It reads the highs and lows of each bar, and the close.",
+    "It uses the daily high and low prices.",
+])
+def test_high_and_low_as_price_fields_are_data_sources(text):
+    assert {"high", "low"} <= source_terms(text)
+
+
+def test_rule_based_said_of_another_model_states_nothing_about_this_one():
+    """'rule-based' inside a sentence about the ML model matched 'nothing fitted' with no check."""
+    text = "Unlike the rule-based crossover, the ridge model is fitted on a chronological 80/20 train/test split."
+    assert "nothing fitted" not in stated_facts(text)
+    assert issues(text, ML) == set()
+    assert "nothing fitted" in stated_facts("Covered Call Writer is a rule-based model.")
+    assert "nothing fitted" in stated_facts("SMA Crossover is rule-based with nothing to fit.")
+
+
+@pytest.mark.parametrize("text", ["It does not use volume, only daily close prices.",
+                                  "Daily close prices without volume.", "Close prices; no volume."])
+def test_a_negated_data_source_is_not_named(text):
+    """'does not use volume' earned the volume fact; one matcher now reads every fact negation-aware."""
+    assert source_terms(text) == {"close"}
+
+
+def test_the_negation_window_comes_from_the_claims_config():
+    text = "No fees apply to the signal, which then feeds a long and detailed train/test split."
+    assert affirmed(text, r"train/test split")  # the default window (5 words) does not reach "No"
+    assert not affirmed(text, r"train/test split", {"negation_window": 15})
+    assert "train/test split" not in stated_facts(text, {"negation_window": 15})
+
+
+def test_costs_are_a_methodology_fact():
+    assert "fees and slippage" in stated_facts("It pays fees and slippage in basis points on every trade.")
+    assert "fees and slippage" not in stated_facts("There are no fees.")

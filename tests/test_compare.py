@@ -20,6 +20,8 @@ from distill.ruler.selection import select_epoch
 from distill.ruler.summary import summarise
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# A good answer states a number and a methodology fact, so it is an answer in either category.
+GOOD = "Total return was 12.5%, trading at the next bar."
 INFO = {"name": "get_model_info", "arguments": {"model_id": "sma_crossover"}}
 QUERY = "train test split rule models"
 GOLD = {"p": [INFO], "m": [{"name": "search_docs", "arguments": {"query": QUERY}}]}
@@ -59,10 +61,10 @@ def predictions(spec: Epoch, gold: dict[str, str]) -> pd.DataFrame:
     rows = []
     for t in TRACES:
         calls = PARAPHRASE if t in spec.para else GOLD[t[0]] if t in spec.right else WRONG[t[0]]
-        answer = MARKUP if t in spec.markup else "Total return was 12.5%." if t in spec.good else f"bad: 99% for {t}."
+        answer = MARKUP if t in spec.markup else GOOD if t in spec.good else f"bad: 99% for {t} at the next bar."
         rows.append({"trace_id": t, "category": "performance" if t[0] == "p" else "methodology",
                      "model_id": "sma_crossover", "model_kind": "rule", "ticker": "ACME", "question": f"Question {t}?",
-                     "gold_calls": json.dumps(GOLD[t[0]]), "gold_answer": gold.get(t, "Total return was 12.5%."),
+                     "gold_calls": json.dumps(GOLD[t[0]]), "gold_answer": gold.get(t, GOOD),
                      "pred_calls": json.dumps(calls), "pred_answer": answer,
                      "tool_outputs": json.dumps([json.dumps({"total_return": 0.125})]), "failure": None,
                      "n_turns": 2, "raw_turns": "[]"})
@@ -182,8 +184,8 @@ def test_flips_list_questions_with_reasons(data_change: tuple[str, Path]) -> Non
     assert "`Question p0?`" not in flips and "`Question m0?`" not in flips
     m2 = methodology.split("- `Question m2?`: ", 1)[1].split("\n- ", 1)[0]
     assert m2.startswith("judge 0.00→1.00\n")
-    assert "  - old: `bad: 99% for m2.` (`missing_fact`)" in m2
-    assert "  - corrected: `Total return was 12.5%.` (no reason recorded)" in m2
+    assert "  - old: `bad: 99% for m2 at the next bar.` (`missing_fact`)" in m2
+    assert f"  - corrected: `{GOOD}` (no reason recorded)" in m2
     p3 = performance.split("- `Question p3?`: ", 1)[1].split("\n- ", 1)[0]
     assert p3.startswith("tool_call wrong→ok, judge 0.00→1.00\n")
     assert "call_error `wrong_name`; `missing_fact`" in p3

@@ -46,7 +46,7 @@ def test_interface_and_taxonomy():
     assert judge.name == "rubric"
     assert make_judge({"backend": "rubric"}).cfg == CONFIG["judge"]["rubric"]  # schema defaults = config.yaml's
     assert JUDGE_REASONS == ("no_answer", "markup_in_answer", "echoed_tool_output", "echoed_question",
-                             "missing_number", "wrong_number", "missing_fact", "wrong_entity",
+                             "no_answer_content", "missing_number", "wrong_number", "missing_fact", "wrong_entity",
                              "registry_contradiction")
     with pytest.raises(ValueError, match="judge: backend: 'nope' is not one of"):
         make_judge({"backend": "nope"})

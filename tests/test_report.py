@@ -20,6 +20,8 @@ from distill.ruler.summary import summarise
 from distill.workbench.registry import MODELS
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# A good answer states a number and a methodology fact, so it is an answer in either category.
+GOOD = "Total return was 12.5%, trading at the next bar."
 INFO = {"name": "get_model_info", "arguments": {"model_id": "sma_crossover"}}
 QUERY = "train test split rule models"
 GOLD = {"p": [INFO], "m": [{"name": "search_docs", "arguments": {"query": QUERY}}]}
@@ -60,10 +62,10 @@ def pred_calls(trace_id: str, epoch: int) -> list[dict]:
 
 def pred_answer(trace_id: str, epoch: int, called: bool) -> str:
     if epoch == 0:
-        return "A bad guess about the model."
+        return "A bad guess about the model: 99% at the next bar."
     if (trace_id, epoch) == ("m2", 2):
         return MARKUP
-    return "Total return was 12.5%." if trace_id in RIGHT[epoch] else ("bad: 99%." if called else "")
+    return GOOD if trace_id in RIGHT[epoch] else ("bad: 99% at the next bar." if called else "")
 
 
 def predictions(epoch: int) -> pd.DataFrame:
@@ -75,7 +77,7 @@ def predictions(epoch: int) -> pd.DataFrame:
             "trace_id": trace_id, "category": "performance" if trace_id[0] == "p" else "methodology",
             "model_id": "sma_crossover", "model_kind": "rule", "ticker": "ACME",
             "question": f"Question {trace_id}?", "gold_calls": json.dumps(GOLD[trace_id[0]]),
-            "gold_answer": "Total return was 12.5%.", "pred_calls": json.dumps(calls),
+            "gold_answer": GOOD, "pred_calls": json.dumps(calls),
             "pred_answer": pred_answer(trace_id, epoch, bool(calls)),
             "tool_outputs": json.dumps([json.dumps({"total_return": 0.125})] if calls else []),
             "failure": None, "n_turns": 2, "raw_turns": "[]",
@@ -234,7 +236,7 @@ def test_examples_show_real_questions_answers_and_verdicts(artifacts: dict, tmp_
     assert "- Question: `Question m2?`" in section
     assert f"- Student (epoch 2): `{MARKUP}`" in section
     assert "**not an answer** (`markup_in_answer`); not grounded; judge 0.00 (`markup_in_answer`" in section
-    assert "- Gold answer: `Total return was 12.5%.`" in section
+    assert f"- Gold answer: `{GOOD}`" in section
 
 
 def test_agreement_not_flagged(artifacts: dict, tmp_path: Path) -> None:

@@ -157,6 +157,46 @@ def test_editing_split_reruns_the_rules_that_import_it(workflow):
     assert {"split_dataset", "train_student", "predict_epoch"} <= users
 
 
+# Rules that make what the scorer reads (predictions) and everything they depend on.
+UPSTREAM_OF_SCORING = ("build_scenarios", "run_teacher", "ground_traces", "apply_corrections", "split_dataset",
+                       "prepare_base_model", "train_student", "predict_epoch")
+RULER_RULES = ("score_epoch", "select_epoch")
+
+
+def readme_rows() -> dict[str, set[str]]:
+    """{first cell: package files it names} for the README's incrementality table; a named folder
+    stands for every file under it."""
+    text = (ROOT / "README.md").read_text()
+    table = text.split("| you change | re-runs | never re-runs |", 1)[1].split("\n\n", 1)[0]
+    rows = {}
+    for line in table.strip().splitlines()[1:]:
+        cell = line.split("|")[1].strip()
+        files: set[str] = set()
+        for path in re.findall(r"`([^`]+)`", cell):
+            target = ROOT / path
+            if path.startswith(f"{PKG}/") and target.is_dir():
+                files |= {str(p.relative_to(ROOT)) for p in target.rglob("*") if p.is_file() and "__pycache__" not in p.parts}
+            elif path.startswith(f"{PKG}/"):
+                assert target.is_file(), f"README names {path}, which does not exist"
+                files.add(path)
+        rows[cell] = files
+    return rows
+
+
+def test_readme_ruler_row_is_exactly_what_reruns_only_scoring(workflow):
+    """The README's "you change the ruler" row names exactly the package files that score or select
+    epochs and feed nothing upstream of the predictions, and every file the scorer reads has a row."""
+    _, _, jobs, _ = workflow
+    def inputs(rule_names):
+        return {f for r in rule_names for run in jobs[r] for f in run if f.startswith(f"{PKG}/")}
+    scoring, upstream = inputs(RULER_RULES), inputs(UPSTREAM_OF_SCORING)
+    rows = readme_rows()
+    ruler = next(files for cell, files in rows.items() if cell.startswith("the ruler"))
+    assert ruler == scoring - upstream, (sorted(ruler - (scoring - upstream)), sorted((scoring - upstream) - ruler))
+    unlisted = scoring - set().union(*rows.values())
+    assert not unlisted, f"files whose edit re-scores but no README row names: {sorted(unlisted)}"
+
+
 # --- the derivation itself, on a tiny fake package -------------------------------------------------
 
 def write(root: Path, rel: str, text: str = "") -> None:

@@ -318,7 +318,7 @@ def test_summary_rates_ci_and_categories():
     assert overall["call_errors"]["wrong_name"] == 1 and overall["call_errors"]["missing_call"] == 1
     assert overall["failures"]["turn_limit"] == 1
     assert overall["answer_reasons"] == {"no_answer": 1, "markup_in_answer": 1, "echoed_tool_output": 0,
-                                         "echoed_question": 0}
+                                         "echoed_question": 0, "no_answer_content": 0}
     assert overall["lenient_only"]["query_paraphrase"] == 1
     assert _scores(_frame())[1] == scores  # seeded
 

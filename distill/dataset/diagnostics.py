@@ -63,18 +63,19 @@ def diff(old: Path, new: Path) -> dict[str, pd.DataFrame]:
             "diff_by_category": run_query("diff_by_category", old=old, new=new)}
 
 
-def suspect_gold_rows(dataset: Path | pd.DataFrame) -> pd.DataFrame:
-    """Gold answers that contradict the registry, one row per (trace, issue), by distill.ruler.claims."""
+def suspect_gold_rows(dataset: Path | pd.DataFrame, claims: dict | None = None) -> pd.DataFrame:
+    """Gold answers that contradict the registry, one row per (trace, issue), by distill.ruler.claims
+    (`claims`: its config section, the schema's defaults without it)."""
     rows = [{**r, "issue": f.issue, "detail": f.detail}
             for r in run_query("gold_answers", dataset=dataset).to_dict("records")
-            for f in suspect_gold(r["final_answer"], r["model_id"], r["category"])]
+            for f in suspect_gold(r["final_answer"], r["model_id"], r["category"], claims)]
     columns = ["trace_id", "category", "model_id", "model_kind", "issue", "detail", "final_answer"]
     return pd.DataFrame(rows, columns=columns).sort_values(["issue", "category", "model_id", "trace_id"],
                                                           ignore_index=True)
 
 
 def build_all(grounded: Path, rejected: Path, corrected: Path, corrections_log: Path, train: Path,
-              eval_: Path, out_dir: Path) -> None:
+              eval_: Path, out_dir: Path, claims: dict | None = None) -> None:
     """Write every diagnostics table as parquet plus summary.md for the report.
 
     Counts and saturation describe corrected.parquet (the data the student trains on); suspect
@@ -89,8 +90,8 @@ def build_all(grounded: Path, rejected: Path, corrected: Path, corrections_log: 
         "rejections": run_query("rejections", rejected=rejected),
         "saturation": run_query("saturation", dataset=corrected),
         "overlap": run_query("overlap", train=train, eval=eval_),
-        "suspect_gold_before": suspect_gold_rows(grounded),
-        "suspect_gold_after": suspect_gold_rows(corrected),
+        "suspect_gold_before": suspect_gold_rows(grounded, claims),
+        "suspect_gold_after": suspect_gold_rows(corrected, claims),
         "corrections": run_query("corrections", corrections_log=corrections_log),
         "diff_grounded_corrected": diffs["diff"],
         "diff_by_category": diffs["diff_by_category"],

@@ -4,11 +4,15 @@ The rubric judge and the suspect-gold diagnostics both ask "does this text contr
 and "which key facts does it state?"; both call this module, so they can never disagree about the
 same answer (docs/design.md, "Registry contradictions").
 
-Facts are named concepts, each a case-insensitive pattern (FACTS, SOURCE_TERMS). A fact counts only
-where it is *affirmed*: a negation word ("no", "not", "without", "n't", ...) within NEGATION_WINDOW
-words before it in the same sentence cancels it, so "there is no train/test split" does not claim a
-split. The NO_SPLIT and NO_FIT facts carry their negation inside the pattern and are matched as
-written; their own negation words cancel nothing else.
+Facts are named concepts, each a case-insensitive pattern (FACTS, SOURCE_TERMS), and every one of them
+is read by the one matcher `affirmed`: a fact counts only where no negation or contrast word ("no", "not",
+"without", "n't", "unlike", "instead of", ...) stands within `claims.negation_window` words before it in
+the same sentence (or clause, up to a "but"/"only"/"while"), so "there is no train/test split" does not
+claim a split and "does not use volume" does not name volume. The NO_SPLIT and NO_FIT facts carry their negation inside the pattern; their own
+negation words cancel nothing else. "High" and "low" are data sources only as price fields ("daily high,
+low and close", "highs and lows", "high prices"), never as adjectives ("low drawdown", "high Sharpe"); and
+"rule-based" states that nothing is fitted only when it is said of the subject ("X is rule-based"), not
+of another model named beside it ("unlike the rule-based crossover, ...").
 
 Registry contradictions (CONTRADICTIONS), for a model of the registry:
 - split_claim_on_rule_model   a rule model (nothing is fitted) said to have a train/test split,
@@ -25,16 +29,17 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from distill import config
 from distill.workbench.registry import MODELS, TICKERS, ModelSpec
-
-NEGATION_WINDOW = 5  # words before a claim in which a negation cancels it
 
 # Data-source terms: the first five occur in registry data sources; the rest in none (always foreign).
 SOURCE_TERMS: dict[str, str] = {
     "close": r"\bclos(?:e|es|ing)\b",
     "volume": r"\bvolumes?\b",
-    "high": r"\bhighs?\b(?![\s-]*frequency)",
-    "low": r"\blows?\b",
+    # a price field: plural, followed by "price(s)", or listed with another price field
+    "high": r"\bhighs\b|\bhigh(?=\s+(?:prices?|quotes?)\b|\s*(?:,|/|&|and)\s*(?:the\s+)?(?:lows?|close|open)\b)",
+    "low": r"\blows\b|\blow(?=\s+(?:prices?|quotes?)\b|\s*(?:,|/|&|and)\s*(?:the\s+)?(?:close|open|highs?)\b)"
+           r"|(?:(?<=high,\s)|(?<=high/)|(?<=high\sand\s)|(?<=high\s&\s))low\b",
     "black-scholes": r"\bblack[\s-]*scholes\b",
     "intraday": r"\bintraday\b|\bminute\b|\btick data\b|\bhigh[\s-]*frequency\b",
     "fundamentals": r"\bfundamentals?\b|\bearnings\b|\bbalance sheets?\b",
@@ -52,15 +57,17 @@ NO_SPLIT = ("no split", r"\b(?:no|without(?:\s+(?:a|an|any))?)\s+(?:train(?:ing)
                         r"|\bnot split\b|\bnever split\b|\b(?:no|nothing)(?: data)? (?:is )?(?:held|kept)[\s-]out\b")
 NO_FIT = ("nothing fitted", r"\bnothing (?:is )?(?:to )?fit(?:ted)?\b|\bfits nothing\b|\bnot fitted\b"
                             r"|\bno (?:fitted )?parameters (?:are |to be )?(?:fitted|estimated|learn(?:ed|t))\b"
-                            r"|\bno fitting\b|\brule[\s-]based\b")
+                            r"|\bno fitting\b"
+                            r"|(?:\b(?:is|are|was|as)|['’]s)\s+(?:an?\s+)?(?:purely\s+|simple\s+)?rule[\s-]based\b")
 FULL_PERIOD = ("full period", r"\bfull[\s-](?:period|window|history)\b|\b(?:entire|whole) (?:period|window|history)\b"
                               r"|\ball of the (?:data|window|history)\b")
 NEXT_BAR = ("next bar", r"\bnext (?:bar|day|session|open)\b|\b(?:bar|day|session) after\b"
                         r"|\bfollowing (?:bar|day|session)\b|\bone bar later\b")
 BLACK_SCHOLES = ("Black-Scholes", SOURCE_TERMS["black-scholes"])
 REALISED_VOL = ("realised volatility", r"\breali[sz]ed vol(?:atility)?\b|\bhistorical vol(?:atility)?\b")
+COSTS = ("fees and slippage", r"\bfees?\b|\bslippage\b|\b(?:transaction|trading) costs?\b|\bcommissions?\b")
 FACTS: dict[str, str] = dict([SPLIT, OUT_OF_SAMPLE, CHRONOLOGICAL, NO_SPLIT, NO_FIT, FULL_PERIOD, NEXT_BAR,
-                              BLACK_SCHOLES, REALISED_VOL])
+                              BLACK_SCHOLES, REALISED_VOL, COSTS])
 _NEGATED_INSIDE = {NO_SPLIT[0], NO_FIT[0]}  # facts whose pattern is itself a negation: matched as written
 
 # Facts that contradict the registry, by model kind.
@@ -72,8 +79,10 @@ CONTRADICTIONS = ("split_claim_on_rule_model", "no_split_on_ml_model", "data_sou
 SUSPECT_ISSUES = ("unknown_model", *CONTRADICTIONS, "data_source_missing_terms")
 _KIND_ISSUE = {"rule": "split_claim_on_rule_model", "ml": "no_split_on_ml_model"}
 
-_NEGATION = re.compile(r"\b(?:no|not|without|nothing|never|neither|nor|none|\w+n['’]t)\b", re.IGNORECASE)
-_SENTENCE_END = re.compile(r"[.!?;:](?:\s|$)")
+_NEGATION = re.compile(r"\b(?:no|not|without|nothing|never|neither|nor|none|\w+n['’]t|unlike|instead of|rather than"
+                       r"|as opposed to|in contrast to)\b", re.IGNORECASE)
+# Where a negation's scope ends: a sentence or clause end, or a contrast ("not volume, only close").
+_SENTENCE_END = re.compile(r"[.!?;:](?:\s|$)|,?\s+(?:but|only|while|whereas|yet)\b", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -84,34 +93,39 @@ class Finding:
     detail: str
 
 
-def affirmed(text: str, pattern: str) -> bool:
-    """True if `pattern` occurs at least once with no negation shortly before it in its sentence.
+def _window(cfg: dict | None) -> int:
+    return (cfg or config.defaults("claims"))["negation_window"]
 
-    The self-negating facts (NO_SPLIT, NO_FIT) are blanked first: the "nothing" of "nothing to fit"
-    is part of a claim, not a negation of the next clause ("nothing to fit, full-period backtest").
+
+def affirmed(text: str, pattern: str, cfg: dict | None = None) -> bool:
+    """True if `pattern` occurs at least once with no negation within the `claims` config's
+    negation_window words before it in its sentence (the schema's default without `cfg`).
+
+    The self-negating facts (NO_SPLIT, NO_FIT) other than `pattern` are blanked first: the "nothing" of
+    "nothing to fit" is part of a claim, not a negation of the next clause ("nothing to fit, full-period
+    backtest").
     """
+    window = _window(cfg)
     for name in _NEGATED_INSIDE:
-        text = re.sub(FACTS[name], lambda m: " " * len(m.group()), text, flags=re.IGNORECASE)
+        if FACTS[name] != pattern:
+            text = re.sub(FACTS[name], lambda m: " " * len(m.group()), text, flags=re.IGNORECASE)
     for m in re.finditer(pattern, text, re.IGNORECASE):
         before = text[: m.start()]
         ends = list(_SENTENCE_END.finditer(before))
-        window = before[ends[-1].end():] if ends else before
-        if not _NEGATION.search(" ".join(window.split()[-NEGATION_WINDOW:])):
+        words = (before[ends[-1].end():] if ends else before).split()
+        if not window or not _NEGATION.search(" ".join(words[-window:])):
             return True
     return False
 
 
-def stated_facts(text: str) -> set[str]:
-    """Names of the FACTS the text states."""
-    return {name for name, pattern in FACTS.items()
-            if (re.search(pattern, text, re.IGNORECASE) if name in _NEGATED_INSIDE else affirmed(text, pattern))}
+def stated_facts(text: str, cfg: dict | None = None) -> set[str]:
+    """Names of the FACTS the text affirms."""
+    return {name for name, pattern in FACTS.items() if affirmed(text, pattern, cfg)}
 
 
-def source_terms(text: str, affirmed_only: bool = False) -> set[str]:
-    """Names of the SOURCE_TERMS the text mentions (only non-negated mentions if `affirmed_only`)."""
-    def found(pattern: str) -> bool:
-        return affirmed(text, pattern) if affirmed_only else re.search(pattern, text, re.IGNORECASE) is not None
-    return {term for term, pattern in SOURCE_TERMS.items() if found(pattern)}
+def source_terms(text: str, cfg: dict | None = None) -> set[str]:
+    """Names of the SOURCE_TERMS the text affirms ("close prices, not volume" names close only)."""
+    return {term for term, pattern in SOURCE_TERMS.items() if affirmed(text, pattern, cfg)}
 
 
 def registry_sources(spec: ModelSpec) -> set[str]:
@@ -119,26 +133,27 @@ def registry_sources(spec: ModelSpec) -> set[str]:
     return source_terms(spec.data_source)
 
 
-def contradictions(text: str, spec: ModelSpec, category: str) -> list[Finding]:
-    """Statements in the text that the registry says are false for this model (CONTRADICTIONS)."""
+def contradictions(text: str, spec: ModelSpec, category: str, cfg: dict | None = None) -> list[Finding]:
+    """Statements in the text that the registry says are false for this model (CONTRADICTIONS);
+    `cfg` is the `claims` config section."""
     found = []
-    if wrong := sorted(stated_facts(text) & WRONG_FOR_KIND.get(spec.kind, set())):
+    if wrong := sorted(stated_facts(text, cfg) & WRONG_FOR_KIND.get(spec.kind, set())):
         found.append(Finding(_KIND_ISSUE[spec.kind], f"{spec.id} is {spec.kind}-based but the text states: "
                                                       f"{', '.join(wrong)}"))
     if category == "data_source":
-        if foreign := sorted(source_terms(text, affirmed_only=True) - registry_sources(spec)):
+        if foreign := sorted(source_terms(text, cfg) - registry_sources(spec)):
             found.append(Finding("data_source_foreign_terms", f"{spec.id} does not use: {', '.join(foreign)}"))
     return found
 
 
-def suspect_gold(text: str, model_id: str, category: str) -> list[Finding]:
+def suspect_gold(text: str, model_id: str, category: str, cfg: dict | None = None) -> list[Finding]:
     """Every SUSPECT_ISSUES finding for one gold answer (the diagnostics' view of the same rules)."""
     spec = MODELS.get(model_id)
     if spec is None:
         return [Finding("unknown_model", str(model_id))]
-    found = contradictions(text, spec, category)
+    found = contradictions(text, spec, category, cfg)
     if category == "data_source":
-        if missing := sorted(registry_sources(spec) - source_terms(text)):
+        if missing := sorted(registry_sources(spec) - source_terms(text, cfg)):
             found.append(Finding("data_source_missing_terms", f"{spec.id} uses: {', '.join(missing)}"))
     return found
 

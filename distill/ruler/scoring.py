@@ -19,9 +19,8 @@ import pandas as pd
 
 from distill import config
 from distill.claude.usage import USAGE_FIELDS
-from distill.dataset.grounding import ungrounded_numbers
 from distill.io import dumps, json_list, tool_outputs
-from distill.ruler.answers import check_answer
+from distill.ruler.answers import grounded_answer
 from distill.student.chat import arguments_object
 from distill.ruler.judge import Judge, JudgeResult
 from distill.ruler.text import content_tokens
@@ -298,11 +297,11 @@ def _text(cell: Any) -> str:
 
 
 def score_question(row: dict, judge: Judge, cfg: dict, tools: Sequence[dict] | None = None,
-                   rubric: Judge | None = None) -> dict:
+                   rubric: Judge | None = None, claims: dict | None = None) -> dict:
     """One held-out question scored on every metric, with the reasons behind each verdict.
 
-    answered: distill.ruler.answers.check_answer; grounded: an answer (not a non-answer) whose cited numbers
-    the tool outputs of the student's own run support; judge: `judge.grade` for answers, and 0 with the
+    answered and grounded: distill.ruler.answers.grounded_answer, on the tool outputs of the student's
+    own run; judge: `judge.grade` for answers, and 0 with the
     answer reason for non-answers, whichever the judge (a paid judge is never asked about them); None
     when a paid judge's grading failed (`judge_error`). judge_rubric: the free `rubric` judge on the same
     answer, run beside a paid one so the report can show their agreement (None without `rubric`).
@@ -312,13 +311,12 @@ def score_question(row: dict, judge: Judge, cfg: dict, tools: Sequence[dict] | N
     question, answer = _text(row.get("question")), _text(row.get("pred_answer"))
     lenient = check_sequence(pred_calls, gold_calls, lambda p, g: check_call(p, g, tools=tools, cfg=cfg))
     strict = check_sequence(pred_calls, gold_calls, strict_check_call)
-    answered = check_answer(answer, question)
-    ungrounded = ungrounded_numbers(answer, outputs) if answered.answered else []
+    answered, ungrounded = grounded_answer(answer, question, row["category"], outputs, cfg, claims)
     judge_row = {
         "question": question, "category": row["category"], "model_id": row.get("model_id"),
         "ticker": row.get("ticker"), "gold_answer": _text(row.get("gold_answer")),
         "gold_calls": row["gold_calls"] if isinstance(row["gold_calls"], str) else dumps(gold_calls),
-        "tool_outputs": outputs, "pred_answer": answer,
+        "tool_outputs": outputs, "pred_answer": answer, "answer_check": answered,
     }
     unanswered = JudgeResult(0.0, [answered.reason], [answered.detail])  # never paid for
     verdict = judge.grade(judge_row) if answered.answered else unanswered
@@ -346,14 +344,15 @@ def score_question(row: dict, judge: Judge, cfg: dict, tools: Sequence[dict] | N
 
 
 def score_frame(df: pd.DataFrame, judge: Judge, cfg: dict, *, tools: Sequence[dict] | None = None,
-                rubric: Judge | None = None) -> pd.DataFrame:
+                rubric: Judge | None = None, claims: dict | None = None) -> pd.DataFrame:
     """The per-question score table of one epoch (results/scores/epoch_<n>.parquet), in input order.
 
-    `cfg` is the `scoring` config section (the rulers' keys are read here; the rest by distill.ruler.summary).
+    `cfg` is the `scoring` config section (the rulers' keys are read here; the rest by distill.ruler.summary),
+    `claims` the `claims` one (how the answer check reads facts; the schema's defaults without it).
     Rows are scored `judge.concurrency` at a time (a judge that waits on a server; 1 otherwise).
     """
     with ThreadPoolExecutor(getattr(judge, "concurrency", 1)) as pool:  # map keeps row order
-        rows = list(pool.map(lambda r: score_question(r, judge, cfg, tools, rubric), df.to_dict("records")))
+        rows = list(pool.map(lambda r: score_question(r, judge, cfg, tools, rubric, claims), df.to_dict("records")))
     return pd.DataFrame(rows, columns=SCORE_COLUMNS)
 
 

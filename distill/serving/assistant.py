@@ -6,7 +6,7 @@ Modes (MODES):
             and the model differing (that is the toggle), or by default the offline teacher SIMULATOR,
             which plays the question's scenario from the grid (it cannot answer other questions);
 - fallback: the student answers first; when its final turn is not an answer (distill.ruler.answers) or cites
-            a number its own tool outputs do not support (distill.dataset.grounding), the teacher answers
+            a number its own tool outputs do not support (the scorer's grounded answer), the teacher answers
             instead. The result records which backend answered and why (FALLBACK_REASONS).
 
 Student and Claude run the one loop of distill.claude.loop with the real workbench tools. The student
@@ -26,13 +26,12 @@ from typing import Protocol
 import anthropic
 import pandas as pd
 
-from distill.ruler.answers import check_answer
+from distill.ruler.answers import grounded_answer
 from distill.claude.cache import cached, message_sender, response_cache
 from distill.claude.client import make_client
 from distill.claude.loop import LoopResult, run_tool_loop
 from distill.claude.usage import USAGE_FIELDS
 from distill.claude.pricing import cost_usd
-from distill.dataset.grounding import ungrounded_numbers
 from distill.teacher.base import SYSTEM_PROMPT
 from distill.teacher.offline import OfflineTeacher
 from distill.workbench.tools import TOOLS
@@ -162,21 +161,25 @@ def make_teacher_backend(cfg: dict, scenarios: pd.DataFrame | None, cache_dir: s
     raise ValueError(f"teacher.backend: unknown backend {backend!r}")
 
 
-def fallback_reason(attempt: Attempt, question: str) -> str | None:
-    """Why the student's attempt must go to the teacher, or None when it stands (FALLBACK_REASONS)."""
-    check = check_answer(attempt.answer, question)
+def fallback_reason(attempt: Attempt, question: str, category: str | None = None,
+                    scoring: dict | None = None, claims: dict | None = None) -> str | None:
+    """Why the student's attempt must go to the teacher, or None when it stands (FALLBACK_REASONS): it
+    is not an answer, or not a grounded one, by the scorer's own rule (distill.ruler.answers)."""
+    check, ungrounded = grounded_answer(attempt.answer, question, category, attempt.tool_outputs, scoring, claims)
     if not check.answered:
         return f"not_an_answer:{check.reason}"
-    if ungrounded_numbers(attempt.answer, attempt.tool_outputs):
-        return "ungrounded_number"
-    return None
+    return "ungrounded_number" if ungrounded else None
 
 
 class Assistant:
     """Answers workbench questions in one of MODES with the given backends."""
 
-    def __init__(self, student: Backend | None, teacher: Backend | None) -> None:
+    def __init__(self, student: Backend | None, teacher: Backend | None, scoring: dict | None = None,
+                 claims: dict | None = None) -> None:
+        """`scoring`, `claims`: the config sections whose answer rules the fallback applies (schema
+        defaults if None)."""
         self.backends = {"student": student, "teacher": teacher}
+        self.scoring, self.claims = scoring, claims
 
     def _backend(self, name: str) -> Backend:
         backend = self.backends[name]
@@ -191,7 +194,8 @@ class Assistant:
         if mode == "fallback":
             try:
                 attempts = [self._backend("student").run(question, scenario)]
-                reason = fallback_reason(attempts[0], question)
+                reason = fallback_reason(attempts[0], question, (scenario or {}).get("category"), self.scoring,
+                                         self.claims)
             except anthropic.APIError as exc:  # the student server is down or failed: the teacher still answers
                 attempts, reason = [], f"student_error:{type(exc).__name__}"
             if reason:

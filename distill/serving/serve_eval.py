@@ -32,12 +32,13 @@ log = logging.getLogger(__name__)
 COMPARED = ("pred_calls", "pred_answer", "answered", "grounded", "judge")
 
 
-def _scored(row: dict, answer: Answer, judge: Judge, scoring: dict) -> dict:
+def _scored(row: dict, answer: Answer, judge: Judge, cfg: dict) -> dict:
     """One assistant answer as a scored row, plus who answered, why, how long and at what cost."""
     attempt = answer.attempt
     failure = "turn_limit" if attempt.stop == "turn_limit" else None
     scored = score_question({**row, "pred_calls": dumps(attempt.tool_calls), "pred_answer": attempt.answer,
-                             "tool_outputs": dumps(attempt.tool_outputs), "failure": failure}, judge, scoring)
+                             "tool_outputs": dumps(attempt.tool_outputs), "failure": failure}, judge, cfg["scoring"],
+                            claims=cfg["claims"])
     student = answer.attempts[0] if answer.attempts[0].backend == "student" else None
     return {
         "mode": answer.mode, **{k: scored[k] for k in ("trace_id", "category", "question")},
@@ -58,18 +59,18 @@ def run_modes(engine: StudentEngine, questions: pd.DataFrame, scenarios: dict[st
     """Every question in every mode through the real server (a free port on `host`); one row each.
 
     `questions`: score-table rows (question, gold, category...); `scenarios`: trace_id -> the scenario row
-    (what the teacher simulator plays); `cfg`: seed, predict, scoring, judge sections; `cache_dir`: Claude's
+    (what the teacher simulator plays); `cfg`: seed, predict, scoring, judge, claims sections; `cache_dir`: Claude's
     response cache (a Claude judge needs it).
     """
-    judge, rows = make_judge(cfg["judge"], cache_dir), []
+    judge, rows = make_judge(cfg["judge"], cache_dir, cfg["claims"]), []
     with ServerThread(make_app(engine), host, 0) as server:
         log.info("student served at %s", server.url)
         student = StudentBackend(server.url, cfg["predict"]["max_new_tokens"], cfg["predict"]["max_turns"])
-        assistant = Assistant(student, teacher)
+        assistant = Assistant(student, teacher, cfg["scoring"], cfg["claims"])
         for mode in MODES:
             for row in questions.to_dict("records"):
                 answer = assistant.answer(row["question"], mode, scenarios[row["trace_id"]])
-                rows.append(_scored(row, answer, judge, cfg["scoring"]))
+                rows.append(_scored(row, answer, judge, cfg))
             done = pd.DataFrame(rows[-len(questions):])
             log.info("%s: answered %.2f, locally %.2f, %.1fs", mode, done["answered"].mean(),
                      (done["backend"] == "student").mean(), done["seconds"].sum())

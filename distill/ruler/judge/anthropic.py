@@ -27,11 +27,10 @@ from typing import Any
 
 import anthropic
 
-from distill.ruler.answers import check_answer
 from distill.claude.cache import cached, message_sender, response_cache
 from distill.claude.client import describe_error, make_client
 from distill.claude.usage import USAGE_FIELDS, add_usage
-from distill.ruler.judge.base import JudgeResult
+from distill.ruler.judge.base import JudgeResult, answer_check
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +107,7 @@ class ClaudeJudge:
                            accept=lambda response: parse_grade(response)[2] is None)
 
     def grade(self, row: dict[str, Any]) -> JudgeResult:
-        check = check_answer(row.get("pred_answer"), row.get("question") or "")
+        check = answer_check(row)
         if not check.answered:  # never paid for
             return JudgeResult(0.0, [check.reason], [check.detail])
         request = {**self.params, "messages": [{"role": "user", "content": grading_message(row)}]}

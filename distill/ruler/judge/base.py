@@ -2,7 +2,9 @@
 
 `grade(row)` takes a row with question, category, model_id, ticker, gold_answer, gold_calls (JSON text),
 tool_outputs (the student's tool results, as strings) and pred_answer, and returns a JudgeResult. Both
-judges (rubric.py, anthropic.py) implement it; the factory is the package's `make_judge`.
+judges (rubric.py, anthropic.py) implement it; the factory is the package's `make_judge`. The scorer
+adds `answer_check`, its own verdict on whether pred_answer is an answer (`answer_check`), so a judge
+never disagrees with the scorer about it.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from distill.ruler.answers import ANSWER_REASONS
+from distill.ruler.answers import ANSWER_REASONS, AnswerCheck, check_answer
 
 JUDGE_REASONS = (*ANSWER_REASONS, "missing_number", "wrong_number", "missing_fact", "wrong_entity",
                  "registry_contradiction")
@@ -45,3 +47,12 @@ class Judge(Protocol):
     name: str
 
     def grade(self, row: dict[str, Any]) -> JudgeResult: ...
+
+
+def answer_check(row: dict[str, Any]) -> AnswerCheck:
+    """The scorer's verdict on whether the row's answer is one (row["answer_check"]), or, for a judge
+    called on its own, check_answer's with the schema's settings. A non-answer scores 0 and is never
+    sent to a paid judge."""
+    given = row.get("answer_check")
+    return given if isinstance(given, AnswerCheck) else \
+        check_answer(row.get("pred_answer"), row.get("question") or "", row.get("category"))

@@ -27,11 +27,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from distill import config
 from distill.dataset.grounding import ungrounded_numbers
 from distill.io import tool_outputs
-from distill.ruler.answers import check_answer
 from distill.ruler.claims import WRONG_FOR_KIND, contradictions, named_entities, registry_sources, source_terms, stated_facts
-from distill.ruler.judge.base import JudgeResult
+from distill.ruler.judge.base import JudgeResult, answer_check
 from distill.ruler.text import content_tokens
 from distill.workbench.registry import MODELS, ModelSpec
 
@@ -42,17 +42,18 @@ def _stems(text: str) -> set[str]:
     return {t[:WORD_STEM] for t in content_tokens(text) if not t.isdigit()}
 
 
-def _key_facts(gold: str, spec: ModelSpec | None, category: str) -> set[str]:
+def _key_facts(gold: str, spec: ModelSpec | None, category: str, claims: dict) -> set[str]:
     """The named facts a correct answer must state (numbers aside)."""
     if spec is None:
         return set()
     if category == "data_source":
         return registry_sources(spec)
-    return stated_facts(gold) - WRONG_FOR_KIND.get(spec.kind, set())
+    return stated_facts(gold, claims) - WRONG_FOR_KIND.get(spec.kind, set())
 
 
-def _answer_facts(answer: str, category: str) -> set[str]:
-    return source_terms(answer) if category == "data_source" else stated_facts(answer)
+def _answer_facts(answer: str, category: str, claims: dict) -> set[str]:
+    """The facts the answer affirms: "does not use volume" earns no volume."""
+    return source_terms(answer, claims) if category == "data_source" else stated_facts(answer, claims)
 
 
 class RubricJudge:
@@ -60,12 +61,13 @@ class RubricJudge:
 
     name = "rubric"
 
-    def __init__(self, cfg: dict) -> None:
+    def __init__(self, cfg: dict, claims: dict | None = None) -> None:
         self.cfg = cfg  # the `judge.rubric` config section, defaults filled from the schema
+        self.claims = claims or config.defaults("claims")  # how facts are read out of text
 
     def grade(self, row: dict[str, Any]) -> JudgeResult:
         answer, question = (row.get("pred_answer") or "").strip(), row.get("question") or ""
-        check = check_answer(answer, question)
+        check = answer_check(row)
         if not check.answered:
             return JudgeResult(0.0, [check.reason], [check.detail])
         gold, category = (row.get("gold_answer") or "").strip(), row.get("category") or ""
@@ -75,8 +77,8 @@ class RubricJudge:
 
         key_numbers = ungrounded_numbers(gold, []) if category in self.cfg["number_categories"] else []
         missing_numbers = ungrounded_numbers(gold, [answer]) if key_numbers else []
-        key_facts = _key_facts(gold, spec, category)
-        missing_facts = sorted(key_facts - _answer_facts(answer, category))
+        key_facts = _key_facts(gold, spec, category, self.claims)
+        missing_facts = sorted(key_facts - _answer_facts(answer, category, self.claims))
         wrong_numbers = ungrounded_numbers(answer, [gold, *outputs])
         wrong_entities = sorted(named_entities(answer, tickers=category in self.cfg["number_categories"])
                                 - named_entities(f"{question} {gold}"))
@@ -95,7 +97,7 @@ class RubricJudge:
         weights = self.cfg["weights"]
         score = sum(weights[k] * v for k, v in parts.items()) / sum(weights[k] for k in parts) if parts else 0.0
 
-        if spec is not None and (contradicted := contradictions(answer, spec, category)):
+        if spec is not None and (contradicted := contradictions(answer, spec, category, self.claims)):
             score = min(score, self.cfg["contradiction_cap"])
             found += [("registry_contradiction", f"{c.issue}: {c.detail}") for c in contradicted]
         if wrong_entities and not named_entities(answer) & named_entities(question):
