@@ -405,3 +405,36 @@ def test_filter_traces_rejects_tool_outputs_that_are_no_list():
     df = pd.DataFrame({"final_answer": ["Sharpe 1.2."], "tool_outputs": ['{"sharpe": 1.2}']})
     with pytest.raises(TypeError, match="got JSON dict"):
         filter_traces(df)
+
+
+FEES = '{"fees_paid": "$4,879.78", "total_return": "13.4%", "n_trades": 57, "sharpe": "1.90"}'
+
+
+@pytest.mark.parametrize(
+    "answer, ok",
+    [
+        ("It paid $4,879.78 in fees.", True),
+        ("It paid 4,879.78 in fees.", True),  # the amount without its currency sign
+        ("It paid $879.78 in fees.", False),  # a separator makes one number, not 4 and 879.78
+        ("It paid $4,879 in fees.", False),
+        ("It ran for 4 years.", False),  # a count from the money's leading digits
+        ("It made 97 trades.", False),
+        ("It made 57 trades.", True),
+        ("It made 13 trades.", False),  # never a count from a percent, whatever the rounding
+        ("It returned 13%.", True),  # a percent from the percent, rounded to the answer's precision
+        ("It returned $13.4.", False),  # never an amount from a percent
+        ("It made 2 trades.", False),  # a count is an integer: not the Sharpe 1.90 rounded
+        ("Its Sharpe was 1.9.", True),
+    ],
+)
+def test_a_cited_number_matches_a_source_number_of_its_kind(answer, ok):
+    """The old matcher read "$4,879.78" as 4, 879.78 and 4879.78 and took half a unit of any number,
+    so each False case here passed."""
+    assert grounded(answer, FEES) is ok
+
+
+def test_counts_and_amounts_in_text_sources():
+    assert grounded("It has 1,564 bars per ticker.", "Each ticker has 1,564 bars of daily data.")
+    assert not grounded("It has 564 bars per ticker.", "Each ticker has 1,564 bars of daily data.")
+    assert not grounded("It made 0.7 trades.", '{"n_trades": 7, "sharpe": 0.7}')
+    assert not grounded("It made 7 trades.", '{"win_rate": "7%"}')

@@ -180,3 +180,18 @@ def test_weights_and_cap_come_from_config(gold):
         {**row, "pred_answer": answer}).score == 0.5
     words_only = make_judge({"rubric": {"weights": {"facts": 0.0, "wording": 1.0}}})
     assert words_only.grade({**row, "pred_answer": "It is validated over the full period."}).score < 0.5
+
+
+def test_number_facts_use_the_grounding_matcher_and_its_kinds(gold):
+    """A trade count stated as the wrong kind or value is no key fact, and a missing count is named:
+    "It made 1.5 trades" matched the 15 (and its rounding) before the matcher knew kinds."""
+    row = gold[("performance", "sma_crossover")]
+    gold_answer = row["gold_answer"]
+    assert "It made 15 trades" in gold_answer
+    assert grade(row, gold_answer).score == 1.0
+    fractional = grade(row, gold_answer.replace("It made 15 trades", "It made 1.5 trades"))
+    assert fractional.score < 1.0 and {"missing_number", "wrong_number"} <= set(fractional.reasons)
+    dropped = grade(row, gold_answer.replace("It made 15 trades with a win rate", "Its win rate was"))
+    assert "missing_number" in dropped.reasons and "15" in dropped.details[dropped.reasons.index("missing_number")]
+    as_money = grade(row, gold_answer.replace("paid $810.27", "paid $15"))
+    assert "wrong_number" in as_money.reasons  # $15 is an amount, not the 15 trades

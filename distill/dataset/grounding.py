@@ -4,6 +4,16 @@ The student learns to copy numbers from tool outputs, so a teacher answer that s
 tool returned (a hallucination, or arithmetic the student cannot reproduce) is dropped. The check is
 textual on both sides: tool outputs are JSON text but may be any text, so we never require parsing.
 
+Every number, cited or source, has a kind (KINDS), read from how it is written and, in a JSON tool
+output, from its field name: percent ("12.5%", total_return_pct), bps ("25 bps", fee_bps), money ("$4,879.78",
+"USD 10"), count (an integer before a count noun: "57 trades", "20-day", "1,564 bars"; n_trades), or
+number (a plain number: a ratio such as a Sharpe of 1.90, a multiplier "1.5x", or a JSON number whose
+field name says nothing). A cited number is supported only by a source number of a compatible kind
+(KIND_MATCHES): a count never comes from a percent or an amount ("13 trades" is not "13.4%", "97 trades"
+and "4 years" are not "$4,879.78"), a percent never from an amount or a count. Thousands separators make
+one number ("$4,879.78" is 4879.78, never 4, 879.78 or 4879 and 78); compact JSON ("[1,234]") is read as
+JSON, so it holds 1 and 234.
+
 Leniencies, each with its reason (the tests give every one a positive and a negative case):
 
 * Percent <-> fraction: "12.5%" matches 0.125 and a source "12.5%" matches an answer 0.125, because
@@ -11,11 +21,13 @@ Leniencies, each with its reason (the tests give every one a positive and a nega
 * Rounding: the SOURCE is rounded to the precision the answer wrote ("1.23" matches 1.2345, "12%"
   matches 0.1234), with either half-up or half-down ties, because answers round for readability.
   A source is never compared at a coarser precision than the answer wrote ("1.24" vs 1.2345 fails).
-* Thousands separators, currency ($, EUR, GBP symbols and codes), k/M/B/bn/mn/thousand/million/billion
-  and bp/bps/basis points: formatting only; the value is scaled before comparing. A unit may follow
-  after a space or a hyphen ("25 bps", "25bps" and "25-bps" all read as 0.0025).
-* Literal: the bare written number also matches the same source number (unscaled), because sources
-  often carry units in the field name (fee_bps: 25, return_pct: 12.5, aum_musd: 3.4).
+  A count matches a source count, or a plain source number only when that is whole ("2 trades" is not
+  a Sharpe of 1.9, "0.7 trades" not a Sharpe of 0.7).
+* Currency ($, EUR, GBP symbols and codes), k/M/B/bn/mn/thousand/million/billion and bp/bps/basis
+  points: formatting; the value is scaled before comparing. A unit may follow after a space or a
+  hyphen ("25 bps", "25bps" and "25-bps" all read as 0.0025); percent and bps compare scaled.
+* Literal: the written number also matches the same plain source number unscaled, because sources
+  often carry units in the field name (fee_bps: 25, return_pct: 12.5, aum_busd: 2.1).
 * Sign: absolute values are compared, both ways ("3.4%", "-3.4%" and "a drawdown of 3.4%" all match
   -0.034, and "-3.4%" matches 0.034), because answers put direction in words ("fell", "drawdown").
   Cost: a flipped sign is not caught here.
@@ -52,6 +64,7 @@ import bisect
 import json
 import re
 from dataclasses import dataclass
+from typing import Any
 
 import pandas as pd
 
@@ -103,15 +116,33 @@ _CITED_RE = re.compile(
     r"(?![\w%])"  # not glued to letters ("5m", "1st") or a second percent sign
     r"(?![.,/]\d)"  # not the head of a longer number, a date part or "80/20"
 )
-# Source numbers: deliberately looser (digits inside identifiers count) since the source is truth.
+# Source numbers: deliberately looser (digits inside identifiers count) since the source is truth; a
+# grouped number ("4,879.78") is one number, tried before its parts.
 _SOURCE_RE = re.compile(
-    r"(?<![\d.])[-+]?(?P<num>\d+(?:\.\d+)?|\.\d+)(?P<exp>[eE][-+]?\d+)?"
-    rf"(?P<suf>{_WORD_SUFFIX}|[kKMB]\b)?"
+    r"(?<![\d.])(?P<cur>[$\u20ac\u00a3]|(?:USD|EUR|GBP)\s?)?[-+\u2212]?"
+    r"(?P<num>\d{1,3}(?:,\d{3})+(?:\.\d+)?(?![\d,])|\d+(?:\.\d+)?|\.\d+)(?P<exp>[eE][-+]?\d+)?"
+    rf"(?P<suf>{_WORD_SUFFIX}|[kKMB]\b)?(?P<code>\s?(?:USD|EUR|GBP)\b)?"
 )
-_SOURCE_GROUPED_RE = re.compile(
-    rf"(?<![\d.,])(?P<num>\d{{1,3}}(?:,\d{{3}})+(?:\.\d+)?)(?![\d,])(?P<exp>)"
-    rf"(?P<suf>{_WORD_SUFFIX}|[kKMB]\b)?"
-)
+# A count noun right after a number, possibly after one word or a hyphen: "57 trades", "20-day", "30 days
+# to expiry", "1,564 bars", "4 full years".
+_COUNT_NOUN_RE = re.compile(
+    r"[\s-]+(?:[a-z]+\s+)?(?:trades?|bars?|days?|sessions?|years?|months?|weeks?|tickers?|models?|signals?"
+    r"|positions?|entries|exits?|contracts?|shares?|rolls?|lags?|times)\b", re.IGNORECASE)
+
+KINDS = ("percent", "bps", "money", "count", "number")
+# For a cited number of each kind: the source kinds that can support it, each compared "scaled" (both in
+# plain units: 12.5% is 0.125) or "literal" (the numbers as written: 12.5% is 12.5).
+KIND_MATCHES: dict[str, tuple[tuple[str, str], ...]] = {
+    "percent": (("percent", "scaled"), ("bps", "scaled"), ("number", "scaled"), ("number", "literal")),
+    "bps": (("bps", "scaled"), ("percent", "scaled"), ("number", "scaled"), ("number", "literal")),
+    "money": (("money", "scaled"), ("number", "scaled"), ("number", "literal")),
+    "count": (("count", "literal"), ("number", "literal")),
+    "number": (("number", "scaled"), ("number", "literal"), ("count", "scaled"), ("percent", "scaled"),
+               ("bps", "literal"), ("money", "scaled")),
+}
+# JSON field names that give a plain JSON number its kind.
+_KEY_KINDS = ((re.compile(r"bps$|basis_points"), "bps"), (re.compile(r"pct|percent"), "percent"),
+              (re.compile(r"^(?:n|num)_|_count$|^count$"), "count"))
 
 
 @dataclass(frozen=True)
@@ -161,40 +192,110 @@ def cited_numbers(answer: str) -> list[str]:
     return [m["tok"].strip() for m in _cited_matches(answer)]
 
 
-def _source_values(tool_outputs: list[str]) -> list[float]:
-    """Sorted absolute values of all numbers in the outputs, plus scaled copies ('12.5%' -> 0.125)."""
-    values: set[float] = set()
+def _kind(m: re.Match[str], text: str) -> str:
+    """The kind of a number match (cited or source) from its unit, currency or the count noun after it."""
+    unit = " ".join((m["suf"] or "").split()).lstrip("-").lower()
+    if unit in ("%", "percent", "per cent"):
+        return "percent"
+    if unit in ("bp", "bps", "basis points"):
+        return "bps"
+    if m["cur"] or m["code"]:
+        return "money"
+    if not unit and _COUNT_NOUN_RE.match(text, m.end()):
+        return "count"
+    return "number"
+
+
+@dataclass(frozen=True)
+class _Source:
+    """Source numbers by kind: sorted absolute values, scaled and literal."""
+
+    scaled: dict[str, list[float]]
+    literal: dict[str, list[float]]
+
+
+def _key_kind(key: str) -> str | None:
+    return next((kind for pattern, kind in _KEY_KINDS if pattern.search(key.lower())), None)
+
+
+def _text_numbers(text: str, hint: str | None, out: list[tuple[str, float, float]]) -> None:
+    """(kind, literal, scaled) of every number in a text; a plain number takes the field's kind `hint`."""
+    masked = _mask(text, _DATE_RE)
+    for m in _SOURCE_RE.finditer(masked):
+        literal = abs(float(m["num"].replace(",", "") + (m["exp"] or "")))
+        kind = _kind(m, masked)
+        if kind == "number" and hint and not m["suf"]:
+            kind = hint
+        scale = {"percent": 1e-2, "bps": 1e-4}.get(kind, 1.0) if kind == hint else _scale(m["suf"])
+        out.append((kind, literal, literal * scale))
+
+
+def _walk(value: Any, key: str, out: list[tuple[str, float, float]]) -> None:
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _walk(v, str(k), out)
+    elif isinstance(value, list):
+        for v in value:
+            _walk(v, key, out)
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        kind = _key_kind(key) or "number"
+        out.append((kind, abs(float(value)), abs(float(value)) * {"percent": 1e-2, "bps": 1e-4}.get(kind, 1.0)))
+    elif isinstance(value, str):
+        _text_numbers(value, _key_kind(key), out)
+
+
+def _source_numbers(tool_outputs: list[str]) -> _Source:
+    """Every number of the outputs with its kind: JSON is read as JSON (field names give kinds), any
+    other text as text."""
+    found: list[tuple[str, float, float]] = []
     for output in tool_outputs:
-        text = _mask(output, _DATE_RE)
-        for pattern in (_SOURCE_RE, _SOURCE_GROUPED_RE):
-            for m in pattern.finditer(text):
-                v = abs(float(m["num"].replace(",", "") + (m["exp"] or "")))
-                values.add(v)
-                values.add(v * _scale(m["suf"]))
-    return sorted(values)
+        try:
+            parsed = json.loads(output)
+        except (TypeError, ValueError):
+            _text_numbers(output, None, found)
+            continue
+        _walk(parsed, "", found)
+    scaled: dict[str, list[float]] = {k: [] for k in KINDS}
+    literal: dict[str, list[float]] = {k: [] for k in KINDS}
+    for kind, lit, sc in found:
+        literal[kind].append(lit)
+        scaled[kind].append(sc)
+    return _Source({k: sorted(v) for k, v in scaled.items()}, {k: sorted(v) for k, v in literal.items()})
 
 
-def _supported(m: re.Match[str], values: list[float]) -> bool:
-    """True if some source value, expressed in the answer's units and precision, equals the number."""
+def _within(values: list[float], lo: float, hi: float, integer: bool) -> bool:
+    i = bisect.bisect_left(values, lo)
+    while i < len(values) and values[i] <= hi:
+        if not integer or values[i] == round(values[i]):
+            return True
+        i += 1
+    return False
+
+
+def _supported(m: re.Match[str], answer: str, source: _Source) -> bool:
+    """True if a source number of a compatible kind (KIND_MATCHES), in the answer's units and rounded to
+    its precision, equals the cited number."""
     num = m["num"].replace(",", "")
     decimals = len(num.partition(".")[2]) - int((m["exp"] or "e0")[1:])
     n = abs(float(num + (m["exp"] or "")))
     tol = 0.5 * 10.0 ** -decimals * (1 + 1e-9) + 1e-12  # source rounded to the answer's precision
-    for factor in {_scale(m["suf"]), 1.0}:  # scaled, and literal (units in the field name)
-        lo, hi = (n - tol) * factor, (n + tol) * factor
-        i = bisect.bisect_left(values, lo)
-        if i < len(values) and values[i] <= hi:
+    kind = _kind(m, answer)
+    for source_kind, mode in KIND_MATCHES[kind]:
+        factor = _scale(m["suf"]) if mode == "scaled" else 1.0
+        values = (source.scaled if mode == "scaled" else source.literal)[source_kind]
+        integer = kind == "count" and source_kind != "count"  # a plain source counts only if whole
+        if _within(values, (n - tol) * factor, (n + tol) * factor, integer):
             return True
     return False
 
 
 def ungrounded_numbers(answer: str, tool_outputs: list[str]) -> list[str]:
     """Cited numbers (as written, in order, de-duplicated) that no tool output supports."""
-    values = _source_values(tool_outputs)
+    source = _source_numbers(tool_outputs)
     out: list[str] = []
     for m in _cited_matches(answer):
         tok = m["tok"].strip()
-        if tok not in out and not _supported(m, values):
+        if tok not in out and not _supported(m, answer, source):
             out.append(tok)
     return out
 
