@@ -428,8 +428,8 @@ FEES = '{"fees_paid": "$4,879.78", "total_return": "13.4%", "n_trades": 57, "sha
     ],
 )
 def test_a_cited_number_matches_a_source_number_of_its_kind(answer, ok):
-    """The old matcher read "$4,879.78" as 4, 879.78 and 4879.78 and took half a unit of any number,
-    so each False case here passed."""
+    """The matcher before kinds read "$4,879.78" as 4, 879.78 and 4879.78 and took half a unit of any
+    number, so "$879.78", "4 years", "13 trades", "$13.4" and "2 trades" passed."""
     assert grounded(answer, FEES) is ok
 
 
@@ -438,3 +438,68 @@ def test_counts_and_amounts_in_text_sources():
     assert not grounded("It has 564 bars per ticker.", "Each ticker has 1,564 bars of daily data.")
     assert not grounded("It made 0.7 trades.", '{"n_trades": 7, "sharpe": 0.7}')
     assert not grounded("It made 7 trades.", '{"win_rate": "7%"}')
+
+
+# A real run_backtest tool output (tools.execute) and the engine's own result for the same run
+# (backtest.run_backtest: fractions, plain numbers), so the field names are the engine's.
+ACME = ('{"ticker": "ACME", "start": "2022-12-30", "end": "2023-12-29", "period": "out-of-sample (last 20% of '
+        'window)", "fee_bps": "1", "slippage_bps": "2", "total_return": "97.1%", "cagr": "92.6%", "sharpe": "1.90", '
+        '"max_drawdown": "-22.3%", "n_trades": 57, "win_rate": "47.4%", "fees_paid": "$4,879.78"}')
+ENGINE = ('{"model_id": "sma_crossover", "ticker": "ACME", "start": "2019-01-02", "end": "2023-12-29", '
+          '"period": "full period", "fee_bps": 10.0, "slippage_bps": 2.0, "total_return": 0.134, "cagr": 0.1013, '
+          '"sharpe": 2.0, "max_drawdown": -0.4609, "n_trades": 15, "win_rate": 0.3333, "fees_paid": 810.27}')
+
+
+@pytest.mark.parametrize(
+    "answer, source, ok",
+    [
+        ("It returned 97.1% and made 57 trades.", ACME, True),
+        ("It returned 97%.", ACME, True),  # rounding a percent stays a percent
+        ("It made 97 trades.", ACME, False),  # not 97.1% rounded: a count never from a percent
+        ("It ran for 4 years.", ACME, False),
+        ("It paid $1.90 in fees.", ACME, False),  # an amount never from the Sharpe ratio
+        ("Its Sharpe ratio was 1.90.", ACME, True),
+        ("It made 57 years of trading.", ACME, False),  # a count of trades is not a count of years
+        ("Fees of 1 bps and slippage of 2 bps.", ACME, True),
+        ("It returned 13.4%, 10.1% a year.", ENGINE, True),  # fraction fields read as percents
+        ("It returned 13%.", ENGINE, True),
+        ("It made 13 trades.", ENGINE, False),  # 0.134 is a percent, not a count
+        ("It paid $0.13.", ENGINE, False),  # nor an amount
+        ("It returned 0.134.", ENGINE, True),  # the fraction as written
+        ("It made 2 trades.", ENGINE, False),  # a whole Sharpe ratio is still no count
+        ("Its Sharpe was 2.", ENGINE, True),
+        ("It paid $810.27 over 15 trades.", ENGINE, True),
+        ("A fee of 10 bps, i.e. 0.1%.", ENGINE, True),
+        ("A fee of 10.", ENGINE, True),  # a plain number matches a bps field as written
+        ("A fee of 10%.", '{"fee_bps": 10.0}', False),  # 10 bps is not 10%
+        ("A fee of 10 trades.", '{"fee_bps": 10.0}', False),
+    ],
+)
+def test_kinds_of_real_tool_fields(answer, source, ok):
+    """Each False case passed before the fields' names gave kinds (ratio, money, percent fractions)
+    and before a count had a noun; 97 trades passed from 97.1% before kinds at all."""
+    assert grounded(answer, source) is ok
+
+
+@pytest.mark.parametrize(
+    "answer, source, ok",
+    [
+        ("It held 20 sessions.", "the window has 20 trading days", True),  # a session is a trading day
+        ("It has 1,564 bars.", '{"bars": 1564}', True),
+        ("It has 1,564 trades.", '{"bars": 1564}', False),
+        ("It made 7 trades.", '{"num_trades": 7}', True),
+        ("It made 7 trades.", '{"n_obs": 7}', True),  # a count field naming no noun counts anything
+        ("It made 7 trades.", '{"days_to_expiry": 7}', False),
+        ("It made 7.", '{"days_to_expiry": 7}', True),  # a plain number claims no noun
+    ],
+)
+def test_a_count_matches_a_count_of_its_noun(answer, source, ok):
+    assert grounded(answer, source) is ok
+
+
+def test_a_count_that_is_not_whole_supports_nothing():
+    """'0.7 trades' in a text (the rubric judge reads the answer as a source) counts nothing: it does
+    not ground a 0.7 Sharpe ratio cited elsewhere, nor does anything ground it."""
+    assert not grounded("A Sharpe ratio of 0.7.", "It made 0.7 trades.")
+    assert grounded("A Sharpe ratio of 0.7.", "Sharpe 0.7, 7 trades.")
+    assert not grounded("It made 0.7 trades.", '{"n_trades": 7, "sharpe": 0.7}', "0.7 trades")

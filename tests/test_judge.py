@@ -195,3 +195,19 @@ def test_number_facts_use_the_grounding_matcher_and_its_kinds(gold):
     assert "missing_number" in dropped.reasons and "15" in dropped.details[dropped.reasons.index("missing_number")]
     as_money = grade(row, gold_answer.replace("paid $810.27", "paid $15"))
     assert "wrong_number" in as_money.reasons  # $15 is an amount, not the 15 trades
+
+
+def test_a_count_of_another_noun_or_not_whole_is_no_trade_count(gold):
+    """The gold's trade count is stated only by a whole count of trades: "15 days" is missing it (and is a
+    wrong number), and a count that is not whole ("1.13 trades" beside a gold Sharpe of -1.13) is a wrong
+    number that the gold's Sharpe no longer grounds, so a gold answer plus it no longer scores 1.0."""
+    row = gold[("performance", "sma_crossover")]
+    as_days = grade(row, row["gold_answer"].replace("It made 15 trades", "It held for 15 days"))
+    assert "missing_number" in as_days.reasons and "15" in as_days.details[as_days.reasons.index("missing_number")]
+    assert "wrong_number" in as_days.reasons
+    row = gold[("what_if_fee", "ridge_forecaster")]
+    sharpe = re.search(r"Sharpe ratio of -?(\d+\.\d+)", row["gold_answer"])[1]
+    assert grade(row, row["gold_answer"]).score == 1.0
+    fractional = grade(row, f"{row['gold_answer']} It made {sharpe} trades.")
+    assert fractional.score < 1.0 and fractional.reasons == ["wrong_number"]
+    assert fractional.details == [sharpe]

@@ -1,18 +1,25 @@
 """Grounding filter: keep a teacher trace only if every number its answer cites comes from a tool.
 
 The student learns to copy numbers from tool outputs, so a teacher answer that states a number no
-tool returned (a hallucination, or arithmetic the student cannot reproduce) is dropped. The check is
-textual on both sides: tool outputs are JSON text but may be any text, so we never require parsing.
+tool returned (a hallucination, or arithmetic the student cannot reproduce) is dropped. A tool output
+that parses as JSON is read as JSON (its field names give kinds, below); any other output, and every
+JSON string, is read as text, so no output is required to parse.
 
 Every number, cited or source, has a kind (KINDS), read from how it is written and, in a JSON tool
-output, from its field name: percent ("12.5%", total_return_pct), bps ("25 bps", fee_bps), money ("$4,879.78",
-"USD 10"), count (an integer before a count noun: "57 trades", "20-day", "1,564 bars"; n_trades), or
-number (a plain number: a ratio such as a Sharpe of 1.90, a multiplier "1.5x", or a JSON number whose
-field name says nothing). A cited number is supported only by a source number of a compatible kind
-(KIND_MATCHES): a count never comes from a percent or an amount ("13 trades" is not "13.4%", "97 trades"
-and "4 years" are not "$4,879.78"), a percent never from an amount or a count. Thousands separators make
-one number ("$4,879.78" is 4879.78, never 4, 879.78 or 4879 and 78); compact JSON ("[1,234]") is read as
-JSON, so it holds 1 and 234.
+output, from its field name (_KEY_KINDS, after the engine's fields): percent ("12.5%"; total_return_pct
+in percent, total_return, cagr, max_drawdown, win_rate as fractions), bps ("25 bps", fee_bps), money
+("$4,879.78", "USD 10"; fees_paid), count (a number before a count noun: "57 trades", "20-day",
+"1,564 bars"; n_trades, num_trades, bars), ratio (sharpe, sortino, calmar, *_ratio, *_factor) or number
+(a plain number: an answer's Sharpe of 1.90, a multiplier "1.5x", or a JSON number whose field name
+says nothing). A count also has a noun family (a bar and a session are a trading day): 57 trades is not
+57 years. A cited number is supported only by a source number of a compatible kind (KIND_MATCHES): a
+count never comes from a percent, an amount, a ratio or a count of something else ("13 trades" is not
+"13.4%", "97 trades" is not "97.1%", "4 years" is not "$4,879.78", "2 trades" is not a Sharpe of 2.0),
+a percent or an amount never from a ratio, a count or each other ("$1.90" is not a Sharpe of 1.90). A
+count is a whole number: "0.7 trades" is supported by nothing, and in a source counts nothing (so an
+answer's "0.7 trades" does not state the gold's Sharpe of 0.7). Thousands separators make one number
+("$4,879.78" is 4879.78, never 4, 879.78 or 4879 and 78); compact JSON ("[1,234]") is read as JSON, so
+it holds 1 and 234. Dates are no kind of value: they are masked on both sides (below).
 
 Leniencies, each with its reason (the tests give every one a positive and a negative case):
 
@@ -21,13 +28,17 @@ Leniencies, each with its reason (the tests give every one a positive and a nega
 * Rounding: the SOURCE is rounded to the precision the answer wrote ("1.23" matches 1.2345, "12%"
   matches 0.1234), with either half-up or half-down ties, because answers round for readability.
   A source is never compared at a coarser precision than the answer wrote ("1.24" vs 1.2345 fails).
-  A count matches a source count, or a plain source number only when that is whole ("2 trades" is not
-  a Sharpe of 1.9, "0.7 trades" not a Sharpe of 0.7).
+  A count matches a source count of its noun family (or of a field that names none: num_x), or a
+  plain source number only when that is whole ("2 trades" is not a plain 1.9).
 * Currency ($, EUR, GBP symbols and codes), k/M/B/bn/mn/thousand/million/billion and bp/bps/basis
   points: formatting; the value is scaled before comparing. A unit may follow after a space or a
   hyphen ("25 bps", "25bps" and "25-bps" all read as 0.0025); percent and bps compare scaled.
 * Literal: the written number also matches the same plain source number unscaled, because sources
-  often carry units in the field name (fee_bps: 25, return_pct: 12.5, aum_busd: 2.1).
+  often carry units in a field name this module does not know (aum_busd: 2.1, ret: 12.5). A plain
+  cited number matches a bps source as written too ("a fee of 10" from fee_bps: 10), but a percent only
+  as its fraction ("0.134" from "13.4%", never "13.4"): a bare 13.4 is the percent-as-number slip.
+* A plain cited number (no unit, no count noun) claims no kind, so it may match a ratio, a count or an
+  amount of its value ("Sharpe 1.9", "it made 57", "fees of 4,879.78").
 * Sign: absolute values are compared, both ways ("3.4%", "-3.4%" and "a drawdown of 3.4%" all match
   -0.034, and "-3.4%" matches 0.034), because answers put direction in words ("fell", "drawdown").
   Cost: a flipped sign is not caught here.
@@ -126,23 +137,37 @@ _SOURCE_RE = re.compile(
 # A count noun right after a number, possibly after one word or a hyphen: "57 trades", "20-day", "30 days
 # to expiry", "1,564 bars", "4 full years".
 _COUNT_NOUN_RE = re.compile(
-    r"[\s-]+(?:[a-z]+\s+)?(?:trades?|bars?|days?|sessions?|years?|months?|weeks?|tickers?|models?|signals?"
-    r"|positions?|entries|exits?|contracts?|shares?|rolls?|lags?|times)\b", re.IGNORECASE)
+    r"[\s-]+(?:[a-z]+\s+)?(?P<noun>trades?|bars?|days?|sessions?|years?|months?|weeks?|tickers?|models?"
+    r"|signals?|positions?|entries|exits?|contracts?|shares?|rolls?|lags?|times)\b", re.IGNORECASE)
+# What a count counts: a daily bar or session is a trading day; other nouns count themselves.
+_SAME_AS = {"bar": "day", "session": "day"}
 
-KINDS = ("percent", "bps", "money", "count", "number")
+KINDS = ("percent", "bps", "money", "count", "ratio", "number")
 # For a cited number of each kind: the source kinds that can support it, each compared "scaled" (both in
-# plain units: 12.5% is 0.125) or "literal" (the numbers as written: 12.5% is 12.5).
+# plain units: 12.5% is 0.125) or "literal" (the numbers as written: 12.5% is 12.5). A ratio (a field
+# such as sharpe) supports only a plain number: never a percent, an amount or a count.
 KIND_MATCHES: dict[str, tuple[tuple[str, str], ...]] = {
     "percent": (("percent", "scaled"), ("bps", "scaled"), ("number", "scaled"), ("number", "literal")),
     "bps": (("bps", "scaled"), ("percent", "scaled"), ("number", "scaled"), ("number", "literal")),
     "money": (("money", "scaled"), ("number", "scaled"), ("number", "literal")),
     "count": (("count", "literal"), ("number", "literal")),
-    "number": (("number", "scaled"), ("number", "literal"), ("count", "scaled"), ("percent", "scaled"),
-               ("bps", "literal"), ("money", "scaled")),
+    "number": (("number", "scaled"), ("number", "literal"), ("ratio", "scaled"), ("count", "scaled"),
+               ("percent", "scaled"), ("bps", "literal"), ("money", "scaled")),
 }
-# JSON field names that give a plain JSON number its kind.
-_KEY_KINDS = ((re.compile(r"bps$|basis_points"), "bps"), (re.compile(r"pct|percent"), "percent"),
-              (re.compile(r"^(?:n|num)_|_count$|^count$"), "count"))
+# JSON field names that give a plain JSON number its kind and the scale from its unit to plain units,
+# first match wins (the engine's fields: distill.workbench.backtest.summarise and run_backtest). A
+# fraction field (total_return: 0.134) is a percent written as a fraction; a _pct field one written in
+# percent (total_return_pct: 13.4).
+_KEY_KINDS = (
+    (re.compile(r"bps$|basis_points"), "bps", 1e-4),
+    (re.compile(r"pct|percent"), "percent", 1e-2),
+    (re.compile(r"return|cagr|drawdown|_rate$|^rate$|fraction"), "percent", 1.0),
+    (re.compile(r"sharpe|sortino|calmar|ratio$|factor$"), "ratio", 1.0),
+    (re.compile(r"_paid$|pnl|capital|cash"), "money", 1.0),
+    (re.compile(r"^(?:n|num)_|_count$|^count$|(?:^|_)(?:trades|bars|days|sessions|years|months|weeks)(?:_|$)"),
+     "count", 1.0),
+)
+_KEY_NOUN_RE = re.compile(r"(?:^|_)(trades|bars|days|sessions|years|months|weeks)(?:_|$)")
 
 
 @dataclass(frozen=True)
@@ -192,45 +217,78 @@ def cited_numbers(answer: str) -> list[str]:
     return [m["tok"].strip() for m in _cited_matches(answer)]
 
 
-def _kind(m: re.Match[str], text: str) -> str:
-    """The kind of a number match (cited or source) from its unit, currency or the count noun after it."""
+def _kind(m: re.Match[str], text: str) -> tuple[str, str | None]:
+    """The kind of a number match (cited or source) from its unit, currency or the count noun after it,
+    with the count's noun family (None for every other kind)."""
     unit = " ".join((m["suf"] or "").split()).lstrip("-").lower()
     if unit in ("%", "percent", "per cent"):
-        return "percent"
+        return "percent", None
     if unit in ("bp", "bps", "basis points"):
-        return "bps"
+        return "bps", None
     if m["cur"] or m["code"]:
-        return "money"
-    if not unit and _COUNT_NOUN_RE.match(text, m.end()):
-        return "count"
-    return "number"
+        return "money", None
+    if not unit and (noun := _COUNT_NOUN_RE.match(text, m.end())):
+        return "count", _family(noun["noun"])
+    return "number", None
+
+
+def _family(noun: str) -> str:
+    """'Trades' -> 'trade', 'bars' -> 'day': what a count counts, so 57 trades is not 57 years."""
+    word = noun.lower()
+    singular = word[:-3] + "y" if word.endswith("ies") else word.removesuffix("s")
+    return _SAME_AS.get(singular, singular)
+
+
+# A source number: kind, the count's noun family (None when not a count, or a count whose field names
+# no noun: num_x), its absolute value as written and in plain units.
+_Entry = tuple[str, str | None, float, float]
 
 
 @dataclass(frozen=True)
 class _Source:
-    """Source numbers by kind: sorted absolute values, scaled and literal."""
+    """Source numbers by (kind, noun family): sorted absolute values, scaled and literal."""
 
-    scaled: dict[str, list[float]]
-    literal: dict[str, list[float]]
+    scaled: dict[tuple[str, str | None], list[float]]
+    literal: dict[tuple[str, str | None], list[float]]
+
+    def values(self, mode: str, kind: str, noun: str | None, any_noun: bool) -> list[list[float]]:
+        """The value lists of a kind: for a count, those of `noun` and of counts naming none, or of every
+        noun when `any_noun` (a plain cited number says nothing of what it counts)."""
+        table = self.scaled if mode == "scaled" else self.literal
+        return [v for (k, n), v in table.items() if k == kind and (any_noun or n in (noun, None))]
 
 
-def _key_kind(key: str) -> str | None:
-    return next((kind for pattern, kind in _KEY_KINDS if pattern.search(key.lower())), None)
+def _key_kind(key: str) -> tuple[str, str | None, float] | None:
+    """(kind, noun family, scale) a JSON field name gives its plain numbers; None when it says nothing."""
+    name = key.lower()
+    for pattern, kind, scale in _KEY_KINDS:
+        if pattern.search(name):
+            noun = _KEY_NOUN_RE.search(name)
+            return kind, _family(noun[1]) if kind == "count" and noun else None, scale
+    return None
 
 
-def _text_numbers(text: str, hint: str | None, out: list[tuple[str, float, float]]) -> None:
-    """(kind, literal, scaled) of every number in a text; a plain number takes the field's kind `hint`."""
+def _add(out: list[_Entry], kind: str, noun: str | None, literal: float, scale: float) -> None:
+    """Record a source number; a count that is not whole ("0.7 trades") counts nothing and supports nothing."""
+    if kind == "count" and literal != round(literal):
+        return
+    out.append((kind, noun, literal, literal * scale))
+
+
+def _text_numbers(text: str, hint: tuple[str, str | None, float] | None, out: list[_Entry]) -> None:
+    """Every number in a text; a plain number takes the kind of the field it is the value of (`hint`)."""
     masked = _mask(text, _DATE_RE)
     for m in _SOURCE_RE.finditer(masked):
         literal = abs(float(m["num"].replace(",", "") + (m["exp"] or "")))
-        kind = _kind(m, masked)
+        kind, noun = _kind(m, masked)
+        scale = _scale(m["suf"])
         if kind == "number" and hint and not m["suf"]:
-            kind = hint
-        scale = {"percent": 1e-2, "bps": 1e-4}.get(kind, 1.0) if kind == hint else _scale(m["suf"])
-        out.append((kind, literal, literal * scale))
+            kind, noun, scale = hint
+        _add(out, kind, noun, literal, scale)
 
 
-def _walk(value: Any, key: str, out: list[tuple[str, float, float]]) -> None:
+def _walk(value: Any, key: str, out: list[_Entry]) -> None:
+    """Numbers of a parsed JSON value; each takes its kind from the nearest field name."""
     if isinstance(value, dict):
         for k, v in value.items():
             _walk(v, str(k), out)
@@ -238,8 +296,8 @@ def _walk(value: Any, key: str, out: list[tuple[str, float, float]]) -> None:
         for v in value:
             _walk(v, key, out)
     elif isinstance(value, (int, float)) and not isinstance(value, bool):
-        kind = _key_kind(key) or "number"
-        out.append((kind, abs(float(value)), abs(float(value)) * {"percent": 1e-2, "bps": 1e-4}.get(kind, 1.0)))
+        kind, noun, scale = _key_kind(key) or ("number", None, 1.0)
+        _add(out, kind, noun, abs(float(value)), scale)
     elif isinstance(value, str):
         _text_numbers(value, _key_kind(key), out)
 
@@ -247,7 +305,7 @@ def _walk(value: Any, key: str, out: list[tuple[str, float, float]]) -> None:
 def _source_numbers(tool_outputs: list[str]) -> _Source:
     """Every number of the outputs with its kind: JSON is read as JSON (field names give kinds), any
     other text as text."""
-    found: list[tuple[str, float, float]] = []
+    found: list[_Entry] = []
     for output in tool_outputs:
         try:
             parsed = json.loads(output)
@@ -255,15 +313,16 @@ def _source_numbers(tool_outputs: list[str]) -> _Source:
             _text_numbers(output, None, found)
             continue
         _walk(parsed, "", found)
-    scaled: dict[str, list[float]] = {k: [] for k in KINDS}
-    literal: dict[str, list[float]] = {k: [] for k in KINDS}
-    for kind, lit, sc in found:
-        literal[kind].append(lit)
-        scaled[kind].append(sc)
+    scaled: dict[tuple[str, str | None], list[float]] = {}
+    literal: dict[tuple[str, str | None], list[float]] = {}
+    for kind, noun, lit, sc in found:
+        literal.setdefault((kind, noun), []).append(lit)
+        scaled.setdefault((kind, noun), []).append(sc)
     return _Source({k: sorted(v) for k, v in scaled.items()}, {k: sorted(v) for k, v in literal.items()})
 
 
 def _within(values: list[float], lo: float, hi: float, integer: bool) -> bool:
+    """Some value in [lo, hi] (sorted `values`); with `integer`, a whole one."""
     i = bisect.bisect_left(values, lo)
     while i < len(values) and values[i] <= hi:
         if not integer or values[i] == round(values[i]):
@@ -273,19 +332,19 @@ def _within(values: list[float], lo: float, hi: float, integer: bool) -> bool:
 
 
 def _supported(m: re.Match[str], answer: str, source: _Source) -> bool:
-    """True if a source number of a compatible kind (KIND_MATCHES), in the answer's units and rounded to
-    its precision, equals the cited number."""
+    """True if a source number of a compatible kind (KIND_MATCHES; a count of the same noun family or of
+    none), in the answer's units and rounded to its precision, equals the cited number."""
     num = m["num"].replace(",", "")
     decimals = len(num.partition(".")[2]) - int((m["exp"] or "e0")[1:])
     n = abs(float(num + (m["exp"] or "")))
     tol = 0.5 * 10.0 ** -decimals * (1 + 1e-9) + 1e-12  # source rounded to the answer's precision
-    kind = _kind(m, answer)
+    kind, noun = _kind(m, answer)
     for source_kind, mode in KIND_MATCHES[kind]:
         factor = _scale(m["suf"]) if mode == "scaled" else 1.0
-        values = (source.scaled if mode == "scaled" else source.literal)[source_kind]
         integer = kind == "count" and source_kind != "count"  # a plain source counts only if whole
-        if _within(values, (n - tol) * factor, (n + tol) * factor, integer):
-            return True
+        for values in source.values(mode, source_kind, noun, any_noun=kind != "count"):
+            if _within(values, (n - tol) * factor, (n + tol) * factor, integer):
+                return True
     return False
 
 

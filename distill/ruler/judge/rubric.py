@@ -5,7 +5,9 @@
 2. Key facts of the row, each worth one point:
    - the gold answer's numbers, in categories listed in `rubric.number_categories` (the questions
      that ask for figures); a gold number is stated when the answer supports it under the grounding
-     rules (distill.dataset.grounding: percent ↔ fraction, rounding, units);
+     rules (distill.dataset.grounding.ungrounded_numbers, the one matcher: kinds, percent ↔ fraction,
+     rounding, units; a count only by a whole count of the same noun, so "0.7 trades" or "7 years"
+     does not state "7 trades");
    - data_source: the data sources the registry lists for the model (distill.ruler.claims.registry_sources);
    - other categories: the named facts (distill.ruler.claims.FACTS) the gold answer states, except facts
      the registry contradicts for this model (so copying bad gold earns nothing).
