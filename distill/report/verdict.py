@@ -47,9 +47,11 @@ def student_line(cfg: dict, score: dict | None) -> str:
 
 def _drops(found: dict[tuple[str, str], Delta]) -> str:
     """'metric (category) a → b [lo, hi]' per drop, overall first, the interval being that of the change."""
+    def ci(d: Delta) -> str:
+        return "no interval" if d.ci is None else f"{d.ci[0]:+.2f}, {d.ci[1]:+.2f}"
     order = sorted(found, key=lambda k: (k[0] != OVERALL, k[0], HEADLINE.index(k[1])))
     return "; ".join(f"{m}{'' if g == OVERALL else f' ({g})'} {fmt(found[g, m].a)} → {fmt(found[g, m].b)} "
-                     f"[{found[g, m].ci[0]:+.2f}, {found[g, m].ci[1]:+.2f}]" for g, m in order)
+                     f"[{ci(found[g, m])}]" for g, m in order)
 
 
 def regression_lines(tables: dict[int, pd.DataFrame], chosen: int, baseline: dict | None, samples: int,
