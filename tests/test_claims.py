@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from distill import config
 from distill.ruler.claims import (CONTRADICTIONS, SUSPECT_ISSUES, affirmed, contradictions, named_entities,
-                            registry_sources, source_terms, stated_facts, suspect_gold)
+                                  registry_sources, source_terms, stated_facts, suspect_gold)
 from distill.workbench.registry import MODELS
 
 RULE, ML = MODELS["sma_crossover"], MODELS["ridge_forecaster"]
@@ -67,6 +68,7 @@ def test_suspect_gold_adds_unknown_model_and_missing_terms():
 
 def test_registry_sources_follow_the_registry():
     assert registry_sources(ML) == {"close", "volume"}
+    assert registry_sources(RULE) == {"close"}  # "bundled synthetic OHLCV set" names no field
     assert registry_sources(MODELS["donchian_breakout"]) == {"close", "high", "low"}
     assert registry_sources(MODELS["covered_call"]) == {"close", "black-scholes"}
     assert "high" not in source_terms("high-frequency tick data")
@@ -88,7 +90,7 @@ def test_negation_stays_within_its_sentence_and_window():
     assert affirmed("There is no cost. It uses a train/test split.", r"train/test split")
     assert not affirmed("It does not rely on any train/test split.", r"train/test split")
     assert affirmed("No fees apply to the signal, which then feeds a long and detailed train/test split.",
-                    r"train/test split")  # the negation is more than NEGATION_WINDOW words before
+                    r"train/test split")  # the negation is more than the default negation_window words before
 
 
 def test_named_entities():
@@ -142,3 +144,52 @@ def test_the_negation_window_comes_from_the_claims_config():
 def test_costs_are_a_methodology_fact():
     assert "fees and slippage" in stated_facts("It pays fees and slippage in basis points on every trade.")
     assert "fees and slippage" not in stated_facts("There are no fees.")
+
+
+@pytest.mark.parametrize("text, terms", [
+    ("It enters above the 55-day high and exits below the 20-day low.", {"high", "low"}),
+    ("It uses the highest high and lowest low of the channel.", {"high", "low"}),
+    ("It trades the 20-day high-low range.", {"high", "low"}),
+    ("It uses OHLC bars.", {"close", "high", "low"}),
+    ("It uses OHLCV bars.", {"close", "high", "low", "volume"}),
+    ("It uses daily close prices (bundled synthetic OHLCV set).", {"close"}),
+    ("It reads the bundled synthetic OHLCV data.", set()),
+    ("A daily high-risk bet on close prices.", {"close"}),
+])
+def test_price_fields_after_a_lookback_or_in_an_ohlc_list(text, terms):
+    """A Donchian answer's '55-day high' named no data source; an OHLC field list names its fields, the
+    bundled 'OHLCV set' (in every registry entry) none."""
+    assert source_terms(text) == terms
+
+
+@pytest.mark.parametrize("text, terms", [
+    ("It does not use intraday data, news, or volume.", set()),
+    ("Volume is not used; only daily close prices.", {"close"}),
+    ("It uses daily close prices; volume data is not an input.", {"close"}),
+    ("The close is used and volume is not.", {"close"}),
+    ("It uses close and volume, not news.", {"close", "volume"}),
+    ("It uses not only close prices but also volume.", {"close", "volume"}),
+])
+def test_a_negated_list_or_copula_names_no_source(text, terms):
+    """'does not use news, or volume' and 'volume is not used' earned the volume fact."""
+    assert source_terms(text) == terms
+
+
+def test_a_contrast_cancels_its_phrase_only():
+    """A contrast ('while', 'whereas', 'unlike X, which ...') introduces another model: what it says of that
+    model is not claimed for this one; what follows the contrast's comma is."""
+    assert issues("The ML model is fitted on a chronological 80/20 split, while the crossover is rule-based.",
+                  ML) == set()
+    text = "Unlike the crossover, which is rule-based, ridge is fitted on a chronological 80/20 split."
+    assert stated_facts(text) == {"chronological", "train/test split"}
+    assert issues("SMA Crossover uses close prices, whereas ridge also uses volume.", RULE, "data_source") == set()
+    assert source_terms("Unlike SMA, ridge uses close prices and volume.") == {"close", "volume"}
+
+
+def test_the_default_window_is_read_from_the_schema(monkeypatch):
+    text = "It does not rely on volume."
+    assert source_terms(text) == set()
+    assert source_terms(text, {"negation_window": 2}) == {"volume"}  # "rely on" holds no negation
+    assert source_terms(text, {"negation_window": 0}) == {"volume"}
+    monkeypatch.setattr(config, "defaults", lambda *keys: {"negation_window": 0})
+    assert source_terms(text) == {"volume"}

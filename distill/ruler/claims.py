@@ -5,14 +5,27 @@ and "which key facts does it state?"; both call this module, so they can never d
 same answer (docs/design.md, "Registry contradictions").
 
 Facts are named concepts, each a case-insensitive pattern (FACTS, SOURCE_TERMS), and every one of them
-is read by the one matcher `affirmed`: a fact counts only where no negation or contrast word ("no", "not",
-"without", "n't", "unlike", "instead of", ...) stands within `claims.negation_window` words before it in
-the same sentence (or clause, up to a "but"/"only"/"while"), so "there is no train/test split" does not
-claim a split and "does not use volume" does not name volume. The NO_SPLIT and NO_FIT facts carry their negation inside the pattern; their own
-negation words cancel nothing else. "High" and "low" are data sources only as price fields ("daily high,
-low and close", "highs and lows", "high prices"), never as adjectives ("low drawdown", "high Sharpe"); and
-"rule-based" states that nothing is fitted only when it is said of the subject ("X is rule-based"), not
-of another model named beside it ("unlike the rule-based crossover, ...").
+is read by the one matcher `affirmed`. A fact counts only where it is affirmed in its clause (a sentence,
+cut at ";", ":" and before "but", "only", "while", "whereas", "yet"):
+- a negation ("no", "not", "without", "n't", "instead of", "rather than", ...) within the `claims`
+  config's negation_window words before it cancels it ("does not use volume", "no train/test split");
+  after "or"/"nor" the whole clause before it counts, since a negation governs its list ("does not use
+  intraday data, news, or volume");
+- so does a negated copula right after it, at most two words between ("volume is not used");
+- a contrast ("unlike", "whereas", "while", "as opposed to", "in contrast to", "compared with") cancels
+  what follows it up to the next comma (a ", which ..." clause read through) or the clause's end,
+  whatever the window: the contrasted thing is another model ("unlike the crossover, which is
+  rule-based, ridge ..."; "..., whereas ridge uses volume"); "unlike SMA, ridge uses close" names close.
+The NO_SPLIT and NO_FIT facts carry their negation inside the pattern; their own negation words cancel
+nothing else. "High" and "low" are data sources only as price fields ("daily high, low and close",
+"highs and lows", "high prices", "the 55-day high", "highest high", "OHLC bars"), never as adjectives
+("low drawdown", "high Sharpe", "a high-risk model"); "OHLCV set"/"OHLCV data" name the bundled data,
+not the fields a model reads. "rule-based" states that nothing is fitted only when it is said of the subject
+("X is rule-based"), not of another model named beside it ("unlike the rule-based crossover, ...").
+Limits: the rules read clauses, not grammar. A fact said of another model in a clause of its own ("the
+crossover is rule-based; ridge is fitted ...") still counts for the answer's model, and a concessive
+"while" ("while it is rule-based, it has two windows") cancels a fact about the model itself: a missed
+fact costs one key fact, a false contradiction caps the whole score, so contrasts lean to cancelling.
 
 Registry contradictions (CONTRADICTIONS), for a model of the registry:
 - split_claim_on_rule_model   a rule model (nothing is fitted) said to have a train/test split,
@@ -32,14 +45,22 @@ from dataclasses import dataclass
 from distill import config
 from distill.workbench.registry import MODELS, TICKERS, ModelSpec
 
+# OHLC(V) as a field list ("OHLC bars"), not as the name of the bundled data ("OHLCV set", "OHLCV data")
+_FIELD_LIST = r"(?=[\s-]+(?:bars?|candles?|candlesticks?|fields?|columns?|prices?|quotes?|values?|series)\b)"
+_OHLC = rf"\bOHLCV?{_FIELD_LIST}"
+_LOOKBACK = r"(?:\b\d+[\s-]*(?:day|bar|week|session|period)s?|\bdaily|\bprior|\bprevious|\brolling)"
+
 # Data-source terms: the first five occur in registry data sources; the rest in none (always foreign).
 SOURCE_TERMS: dict[str, str] = {
-    "close": r"\bclos(?:e|es|ing)\b",
-    "volume": r"\bvolumes?\b",
-    # a price field: plural, followed by "price(s)", or listed with another price field
-    "high": r"\bhighs\b|\bhigh(?=\s+(?:prices?|quotes?)\b|\s*(?:,|/|&|and)\s*(?:the\s+)?(?:lows?|close|open)\b)",
-    "low": r"\blows\b|\blow(?=\s+(?:prices?|quotes?)\b|\s*(?:,|/|&|and)\s*(?:the\s+)?(?:close|open|highs?)\b)"
-           r"|(?:(?<=high,\s)|(?<=high/)|(?<=high\sand\s)|(?<=high\s&\s))low\b",
+    "close": rf"\bclos(?:e|es|ing)\b|{_OHLC}",
+    "volume": rf"\bvolumes?\b|\bOHLCV{_FIELD_LIST}",
+    # a price field: plural, followed by "price(s)", after a lookback ("55-day", "daily", "highest"),
+    # listed with another price field, or in an OHLC field list (not the "OHLCV set", a data set's name)
+    "high": rf"\bhighs\b|(?:{_LOOKBACK}|\bhighest)\s+high\b(?!-)|{_OHLC}"
+            r"|\bhigh(?=\s+(?:prices?|quotes?)\b|\s*(?:,|/|&|-|and)\s*(?:the\s+)?(?:lows?|close|open)\b)",
+    "low": rf"\blows\b|(?:{_LOOKBACK}|\blowest)\s+low\b(?!-)|{_OHLC}"
+           r"|\blow(?=\s+(?:prices?|quotes?)\b|\s*(?:,|/|&|-|and)\s*(?:the\s+)?(?:close|open|highs?)\b)"
+           r"|(?:(?<=high,\s)|(?<=high/)|(?<=high-)|(?<=high\sand\s)|(?<=high\s&\s))low\b",
     "black-scholes": r"\bblack[\s-]*scholes\b",
     "intraday": r"\bintraday\b|\bminute\b|\btick data\b|\bhigh[\s-]*frequency\b",
     "fundamentals": r"\bfundamentals?\b|\bearnings\b|\bbalance sheets?\b",
@@ -79,10 +100,16 @@ CONTRADICTIONS = ("split_claim_on_rule_model", "no_split_on_ml_model", "data_sou
 SUSPECT_ISSUES = ("unknown_model", *CONTRADICTIONS, "data_source_missing_terms")
 _KIND_ISSUE = {"rule": "split_claim_on_rule_model", "ml": "no_split_on_ml_model"}
 
-_NEGATION = re.compile(r"\b(?:no|not|without|nothing|never|neither|nor|none|\w+n['’]t|unlike|instead of|rather than"
-                       r"|as opposed to|in contrast to)\b", re.IGNORECASE)
-# Where a negation's scope ends: a sentence or clause end, or a contrast ("not volume, only close").
-_SENTENCE_END = re.compile(r"[.!?;:](?:\s|$)|,?\s+(?:but|only|while|whereas|yet)\b", re.IGNORECASE)
+_NEGATION = re.compile(r"\b(?:no|not|without|nothing|never|neither|nor|none|\w+n['’]t|instead of|rather than)\b",
+                       re.IGNORECASE)
+_CONTRAST = re.compile(r"\b(?:unlike|whereas|while|as opposed to|in contrast (?:to|with)|compared (?:to|with))\b",
+                       re.IGNORECASE)
+# Where a clause ends: after a sentence's or clause's punctuation, or before a conjunction that starts one.
+_CLAUSE_END = re.compile(r"[.!?;:](?:\s|$)|(?=\b(?:but|only|while|whereas|yet)\b)", re.IGNORECASE)
+_RELATIVE = re.compile(r",\s*(?:which|that|who)\b[^,]*", re.IGNORECASE)  # "unlike X, which is ..., Y ..."
+_LIST_OR = re.compile(r"\b(?:or|nor)\s*$", re.IGNORECASE)
+_NEGATED_AFTER = re.compile(r"(?:\s+(?!and\b|or\b)\w+){0,2}?\s+(?:(?:is|are|was|were)\s+(?:not|never)\b"
+                            r"|(?:isn|aren|wasn|weren)['’]t\b)", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -97,9 +124,19 @@ def _window(cfg: dict | None) -> int:
     return (cfg or config.defaults("claims"))["negation_window"]
 
 
+def _cancelled(clause: str, after: str, window: int) -> bool:
+    """Whether the clause before a fact (`clause`) or the text right after it (`after`) cancels it."""
+    if (contrast := list(_CONTRAST.finditer(clause))) and "," not in _RELATIVE.sub("", clause[contrast[-1].end():]):
+        return True
+    if not window:
+        return False
+    before = clause if _LIST_OR.search(clause) else " ".join(clause.split()[-window:])
+    return bool(_NEGATION.search(before) or _NEGATED_AFTER.match(after))
+
+
 def affirmed(text: str, pattern: str, cfg: dict | None = None) -> bool:
-    """True if `pattern` occurs at least once with no negation within the `claims` config's
-    negation_window words before it in its sentence (the schema's default without `cfg`).
+    """True if `pattern` occurs at least once affirmed in its clause (module docstring), negations read
+    within the `claims` config's negation_window (the schema's default without `cfg`; 0 ignores them).
 
     The self-negating facts (NO_SPLIT, NO_FIT) other than `pattern` are blanked first: the "nothing" of
     "nothing to fit" is part of a claim, not a negation of the next clause ("nothing to fit, full-period
@@ -111,9 +148,9 @@ def affirmed(text: str, pattern: str, cfg: dict | None = None) -> bool:
             text = re.sub(FACTS[name], lambda m: " " * len(m.group()), text, flags=re.IGNORECASE)
     for m in re.finditer(pattern, text, re.IGNORECASE):
         before = text[: m.start()]
-        ends = list(_SENTENCE_END.finditer(before))
-        words = (before[ends[-1].end():] if ends else before).split()
-        if not window or not _NEGATION.search(" ".join(words[-window:])):
+        ends = list(_CLAUSE_END.finditer(before))
+        after = _CLAUSE_END.split(text[m.end():], maxsplit=1)[0]
+        if not _cancelled(before[ends[-1].end():] if ends else before, after, window):
             return True
     return False
 
