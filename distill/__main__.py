@@ -24,15 +24,16 @@ from distill import config
 from distill.serving.assistant import MODES, Assistant, StudentBackend, describe, make_teacher_backend
 from distill.serving.serve import ServerThread, StudentEngine, chosen_adapter, make_app, serve_forever
 from distill.student.base_model import use_available_cores
+from distill.student.constrain import ConstrainConfig
 
 def load_engine(args: argparse.Namespace, cfg: dict) -> StudentEngine:
     """The model the arguments name: --model, else --base plus --adapter / serve.adapter / the selection's pick."""
-    name = cfg["serve"]["model_name"]
+    name, constrain = cfg["serve"]["model_name"], ConstrainConfig.from_cfg(cfg["predict"]["constrain"])
     if args.model:
-        return StudentEngine.load(args.model, None, cfg["student"], name)
+        return StudentEngine.load(args.model, None, cfg["student"], name, constrain)
     adapter = args.adapter or cfg["serve"]["adapter"] or chosen_adapter(args.results)
     base = args.base or Path(args.results) / "base_model"
-    return StudentEngine.load(base, None if str(adapter) == "none" else adapter, cfg["student"], name)
+    return StudentEngine.load(base, None if str(adapter) == "none" else adapter, cfg["student"], name, constrain)
 
 
 @contextlib.contextmanager

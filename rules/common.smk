@@ -94,6 +94,14 @@ def per_epoch(kind):
     return lambda wildcards: score_files(run_of(wildcards), kind)
 
 
+def unconstrained_scores(kind):
+    """Input function: the requesting run's last epoch scored without predict.constrain (report.md's comparison)."""
+    def files(wildcards):
+        run = run_of(wildcards)
+        return artifact(run, "scores", f"scores/unconstrained/epoch_{epochs(run)[-1]}.{kind}")
+    return files
+
+
 def gpus(wildcards):
     return run_cfg(wildcards)["student"]["gpus"]
 
@@ -108,7 +116,8 @@ def report_baseline(wildcards):
 
 # The rules that call Claude, with the config sections whose `backend` decides it (a rule that makes a
 # call must be listed, or a run without the key fails inside the job instead of before it).
-CLAUDE_CALLERS = {"run_teacher": ("teacher",), "score_epoch": ("judge",), "evaluate_serving": ("teacher", "judge")}
+CLAUDE_CALLERS = {"run_teacher": ("teacher",), "score_epoch": ("judge",), "score_unconstrained": ("judge",),
+                  "evaluate_serving": ("teacher", "judge")}
 
 
 def check_claude_key(jobs):

@@ -14,6 +14,7 @@ rule predict_epoch:
         "results/{run_dir}predictions/epoch_{epoch}.parquet",
     params:
         cfg=params("predictions"),
+        constrained=True,  # predict.constrain's rules hold (the predict_unconstrained copy drops them)
     log:
         "results/{run_dir}logs/predict_epoch/epoch_{epoch}.log",
     benchmark:
@@ -23,6 +24,18 @@ rule predict_epoch:
         gpu=gpus,  # config student.gpus; memory, runtime and partition come from the profile (profiles/slurm)
     script:
         "../scripts/predict_epoch.py"
+
+
+use rule predict_epoch as predict_unconstrained with:
+    output:
+        "results/{run_dir}predictions/unconstrained/epoch_{epoch}.parquet",
+    params:
+        cfg=params("predictions"),
+        constrained=False,
+    log:
+        "results/{run_dir}logs/predict_unconstrained/epoch_{epoch}.log",
+    benchmark:
+        "results/{run_dir}benchmarks/predict_unconstrained/epoch_{epoch}.tsv"
 
 
 rule score_epoch:
@@ -43,6 +56,17 @@ rule score_epoch:
         mem_mb=1000,
     script:
         "../scripts/score_epoch.py"
+
+
+use rule score_epoch as score_unconstrained with:
+    input:
+        predictions=path("predictions", "predictions/unconstrained/epoch_{epoch}.parquet"),
+        code=script_sources("scripts/score_epoch.py"),
+    output:
+        table="results/{run_dir}scores/unconstrained/epoch_{epoch}.parquet",
+        summary="results/{run_dir}scores/unconstrained/epoch_{epoch}.json",
+    log:
+        "results/{run_dir}logs/score_unconstrained/epoch_{epoch}.log",
 
 
 rule select_epoch:

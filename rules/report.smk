@@ -3,6 +3,8 @@ rule build_report:
     input:
         scores=per_epoch("json"),
         tables=per_epoch("parquet"),
+        unconstrained=unconstrained_scores("json"),
+        unconstrained_table=unconstrained_scores("parquet"),
         baseline=report_baseline,
         selection=path("selection", "selection.json"),
         adapter=path("adapter", "adapter"),

@@ -43,7 +43,7 @@ STAGES = {
     "scores": (("seed", "scoring", "judge", "claims"), ("predictions",)),
     "selection": (("selection",), ("scores", "baseline_scores", "adapter")),
     "report": (("seed", "scoring", "teacher", "pricing", "student.base", "student.quantization", "student.lora", "student.train",
-                "report"), ("selection", "diagnostics", "traces")),
+                "predict.constrain", "report"), ("selection", "diagnostics", "traces")),
     "serving": (("seed", "predict", "student.quantization", "student.dtype", "student.autocast", "scoring", "judge",
                  "claims", "teacher", "pricing", "serve"), ("selection", "scores", "split")),
     "export": (("student.dtype",), ("selection", "adapter", "base_model")),

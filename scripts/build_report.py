@@ -25,5 +25,6 @@ build_report(
                 "tool_call_by_category": Path(out.category_plot)},
     report_path=Path(out.report),
     baseline=load_baseline(cfg["report"]["baseline"]),
+    unconstrained=(json.loads(Path(inp.unconstrained).read_text()), pd.read_parquet(inp.unconstrained_table)),
 )
 log.info("wrote %s for epochs %s", out.report, sorted(scores))

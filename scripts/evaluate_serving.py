@@ -7,6 +7,7 @@ from distill.io import read_parquet, setup_logging, write_json, write_parquet, w
 from distill.serving.serve import StudentEngine
 from distill.serving.serve_eval import consistency, render_markdown, run_modes, summarise
 from distill.student.base_model import resolve_base, use_available_cores
+from distill.student.constrain import ConstrainConfig
 
 log = setup_logging(snakemake.log[0])
 threads = use_available_cores()
@@ -17,7 +18,8 @@ scores = read_parquet(scores_path, required=("trace_id", "question", "gold_calls
 evals = read_parquet(snakemake.input.eval, required=("trace_id", "scenario_id", "template_id", "question"))
 scenarios = {r["trace_id"]: r for r in evals.to_dict("records")}  # what the teacher simulator plays
 adapter = f"{snakemake.input.adapter}/epoch_{epoch}"
-engine = StudentEngine.load(snakemake.input.base, adapter, cfg["student"], cfg["serve"]["model_name"])
+engine = StudentEngine.load(snakemake.input.base, adapter, cfg["student"], cfg["serve"]["model_name"],
+                            ConstrainConfig.from_cfg(cfg["predict"]["constrain"]))
 teacher = make_teacher_backend(cfg, evals, snakemake.params.cache)
 rows = run_modes(engine, scores, scenarios, teacher, cfg, host=cfg["serve"]["host"], cache_dir=snakemake.params.cache)
 summary = summarise(rows)

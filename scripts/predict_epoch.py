@@ -1,7 +1,9 @@
-"""Rule predict_epoch: the student (base + epoch adapter) runs the agent loop on held-out questions."""
+"""Rules predict_epoch / predict_unconstrained: the student (base + epoch adapter) runs the agent loop on the
+held-out questions, with or without predict.constrain's rules."""
 import pandas as pd
 
 from distill.io import dumps, read_parquet, setup_logging, write_parquet
+from distill.student.constrain import UNCONSTRAINED, ConstrainConfig
 from distill.student.predict import load_student, predict
 from distill.dataset.split import sample_per_category
 from distill.student.base_model import for_inference, resolve_base, use_available_cores
@@ -21,7 +23,8 @@ st = cfg["student"]
 model, tokenizer = load_student(resolve_base(snakemake.input.base), adapter, st["quantization"], st["dtype"])
 model = for_inference(model, st["autocast"], st["quantization"])
 records = predict(model, tokenizer, evals[["trace_id", "question"]].to_dict("records"), tools.TOOLS, tools.execute,
-                  max_turns=pcfg["max_turns"], max_new_tokens=pcfg["max_new_tokens"], batch_size=pcfg["batch_size"])
+                  max_turns=pcfg["max_turns"], max_new_tokens=pcfg["max_new_tokens"], batch_size=pcfg["batch_size"],
+                  constrain=ConstrainConfig.from_cfg(pcfg["constrain"]) if snakemake.params.constrained else UNCONSTRAINED)
 out = pd.DataFrame({
     **{c: evals[c] for c in ("trace_id", "category", "model_id", "model_kind", "ticker", "question", "gold_calls")},
     "gold_answer": evals["final_answer"],

@@ -65,8 +65,9 @@ Not cited numbers (never reported):
   checked where the answer states it as a value ("a window of 20 days").
 * Slash-joined numbers ("80/20"): a ratio or split label, not a value.
 * Ordinals (1st, 2nd): a position, not a quantity.
-* List markers ("1.", "1)", "## 1.", "**1.**" at line start; "(1)"/"(12)" anywhere): enumeration,
-  not content. Cost: a count written as "(12)" is not checked.
+* List markers of one or two digits ("1.", "12)", "## 1.", "**1.**", "(1)" at line start; "(1)"/"(12)"
+  anywhere): enumeration, not content ("(1000)" at line start is a number). Cost: a count written as
+  "(12)" is not checked.
 * Anything inside `code spans` or fenced code blocks: quoted code or arguments, not claims.
 """
 from __future__ import annotations
@@ -97,7 +98,7 @@ _DATE_RE = re.compile(
 )
 _CODE_RE = re.compile(r"```.*?```|`[^`\n]*`", re.DOTALL)
 _CALL_ARGS_RE = re.compile(r"(?<=\w)\(\s*\d[\d.,\s]*\)")  # GARCH(1,1), SMA(20)
-_LIST_MARKER_RE = re.compile(r"^[ \t>#*]*(?:\d+[.)]|\(\d+\))\**(?=[ \t\n])|\(\d{1,2}\)", re.MULTILINE)
+_LIST_MARKER_RE = re.compile(r"^[ \t>#*]*(?:\d{1,2}[.)]|\(\d{1,2}\))\**(?=[ \t\n])|\(\d{1,2}\)", re.MULTILINE)
 
 _SCALE = {"%": 1e-2, "percent": 1e-2, "per cent": 1e-2, "bp": 1e-4, "bps": 1e-4,
           "basis points": 1e-4, "k": 1e3, "thousand": 1e3, "m": 1e6, "mn": 1e6, "million": 1e6,
@@ -348,15 +349,60 @@ def _supported(m: re.Match[str], answer: str, source: _Source) -> bool:
     return False
 
 
-def ungrounded_numbers(answer: str, tool_outputs: list[str]) -> list[str]:
-    """Cited numbers (as written, in order, de-duplicated) that no tool output supports."""
-    source = _source_numbers(tool_outputs)
+def _ungrounded(answer: str, source: _Source) -> list[str]:
     out: list[str] = []
     for m in _cited_matches(answer):
         tok = m["tok"].strip()
         if tok not in out and not _supported(m, answer, source):
             out.append(tok)
     return out
+
+
+def ungrounded_numbers(answer: str, tool_outputs: list[str]) -> list[str]:
+    """Cited numbers (as written, in order, de-duplicated) that no tool output supports."""
+    return _ungrounded(answer, _source_numbers(tool_outputs))
+
+
+def _decimal_forms(value: float) -> set[str]:
+    """`value` written with 0 to 4 decimals, with and without thousands separators."""
+    forms = set()
+    for decimals in range(5):
+        forms |= {f"{value:.{decimals}f}", f"{value:,.{decimals}f}"}
+    return forms
+
+
+class CitableNumbers:
+    """The numbers of one conversation's tool outputs, parsed once, and the forms an answer may write them in.
+
+    The grounded decoder (distill.student.constrain) asks this, token by token, the question the scorer
+    asks of the finished answer: `ungrounded` is `ungrounded_numbers` on the same sources, so an answer
+    the decoder lets through is grounded by construction.
+    """
+
+    UNITS = ("", "%", " bps")  # the units `forms` tries after each written value
+
+    def __init__(self, tool_outputs: list[str]) -> None:
+        self._source = _source_numbers(tool_outputs)
+        self._dates = sorted({m.group() for o in tool_outputs for m in _DATE_RE.finditer(o) if m.group()[0].isdigit()})
+        self._forms: list[tuple[str, str]] | None = None
+
+    def ungrounded(self, answer: str) -> list[str]:
+        """`ungrounded_numbers(answer, tool_outputs)`, without parsing the outputs again."""
+        return _ungrounded(answer, self._source)
+
+    def forms(self) -> list[tuple[str, str]]:
+        """(digits, unit) pairs that `ungrounded` accepts written alone: every source value in plain units,
+        as written, in percent and in bps, at 0-4 decimals, with and without separators; and the dates the
+        outputs hold. A superset of what an answer needs: the decoder checks each completion in context."""
+        if self._forms is None:
+            scaled = {v for vs in self._source.scaled.values() for v in vs}
+            literal = {v for vs in self._source.literal.values() for v in vs}
+            candidates = {(d, "") for v in scaled | literal for d in _decimal_forms(v)}
+            candidates |= {(d, "%") for v in scaled for d in _decimal_forms(100 * v)}
+            candidates |= {(d, " bps") for v in scaled for d in _decimal_forms(1e4 * v)}
+            self._forms = sorted((d, u) for d, u in candidates if len(d) <= 16 and not self.ungrounded(d + u))
+            self._forms += [(date, "") for date in self._dates]
+        return self._forms
 
 
 def _is_error(output: str) -> bool:

@@ -4,8 +4,9 @@ Built only from finished artifacts (score files and per-question score tables, s
 training metrics, the diagnostics tables and the traces), in reading order: who the teacher was, the
 verdict (chosen epoch vs the untrained base and an optional previous build, ship bar, eval-loss
 disagreement, the likely causes), real held-out examples, then the evidence behind it (per-epoch and
-per-category tables, ruler sensitivity, reasons by kind, flips, the dataset, the teacher's and the
-judge's cost, the judges' agreement). Sections: verdict.py, evidence.py, dataset.py, cost.py, judges.py;
+per-category tables, constrained vs unconstrained decoding, ruler sensitivity, reasons by kind, flips, the
+dataset, the teacher's and the judge's cost, the judges' agreement). Sections: verdict.py, evidence.py,
+constraint.py, dataset.py, cost.py, judges.py;
 PNG plots: plots.py; shared figure helpers: figures.py.
 """
 
@@ -19,6 +20,7 @@ import pandas as pd
 
 from distill.io import write_text
 from distill.report import plots
+from distill.report.constraint import constraint_section
 from distill.report.cost import teacher_cost_section
 from distill.report.dataset import dataset_section, read_diagnostics
 from distill.report.evidence import (category_table, epoch_table, examples_section, flips_section,
@@ -64,11 +66,13 @@ def _link(title: str, path: Path, report_path: Path) -> str:
 
 def build_report(scores: dict[int, dict], tables: dict[int, pd.DataFrame], selection: dict, train_metrics: dict,
                  diagnostics_dir: Path, traces: pd.DataFrame, cfg: dict, plot_paths: dict[str, Path],
-                 report_path: Path, baseline: dict | None = None) -> str:
+                 report_path: Path, baseline: dict | None = None,
+                 unconstrained: tuple[dict, pd.DataFrame] | None = None) -> str:
     """Draw the plots at `plot_paths` (keys: PLOTS), write report.md at `report_path`, return its text.
 
     `scores` and `tables` are the per-epoch score files and per-question score tables; `baseline` is
-    `load_baseline`'s result for an earlier build, or None.
+    `load_baseline`'s result for an earlier build, or None; `unconstrained` the last epoch's score file
+    and table decoded without predict.constrain, or None.
     """
     if missing := [k for k in PLOTS if k not in plot_paths]:
         raise KeyError(f"plot_paths lacks {missing}; needs {list(PLOTS)}")
@@ -100,6 +104,9 @@ def build_report(scores: dict[int, dict], tables: dict[int, pd.DataFrame], selec
         epoch_table(scores, losses, selection), link["metrics_by_epoch"], link["eval_loss_by_epoch"],
         "## Per category", "Cells: tool_call / answered / grounded / judge.", category_table(scores),
         link["tool_call_by_category"],
+        *([f"## Constrained decoding (epoch {max(scores)})",
+           constraint_section(max(scores), scores[max(scores)], tables[max(scores)], *unconstrained,
+                              cfg["predict"]["constrain"])] if unconstrained else []),
         f"## Ruler sensitivity (epoch {task})",
         ruler_section(scores, task, tables[task], fault_counts(traces).get("query_paraphrase", 0), cfg["scoring"]),
         "## Reasons by kind", taxonomy_table(scores),

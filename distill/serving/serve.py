@@ -11,7 +11,9 @@ become `<tool_response>` turns. The request's `system` text is accepted but, as 
 student sees its own system prompt built from the tools (it was never trained on another). The reply is
 parsed by `distill.student.chat.parse_assistant`; each well-formed call becomes a `tool_use` block with a fresh
 id. Decoding is greedy (sampling parameters are accepted and ignored) on `distill.student.decode.GreedyDecoder`
-with the system prompt's keys/values computed once per tool set.
+with the system prompt's keys/values computed once per tool set, under the rules of `predict.constrain`
+(distill.student.constrain: numbers only from this conversation's tool results, calls that match the
+request's tool schemas, no repeated sentence).
 
 stop_reason: `tool_use` when the turn holds well-formed calls (also when the token budget ran out right
 after a complete call: the parser accepts it, as prediction does), `max_tokens` when the budget ran out
@@ -29,7 +31,7 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -41,6 +43,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException
 
 from distill.student.chat import IM_END, Message, generation_prompt, parse_assistant, render
+from distill.student.constrain import UNCONSTRAINED, ConstrainConfig, Constrainer
 from distill.student.decode import GreedyDecoder, unsupported
 from distill.student.predict import generate, load_student
 from distill.student.base_model import for_inference, resolve_base
@@ -162,17 +165,19 @@ class Completion:
 class StudentEngine:
     """The student loaded once; `complete` generates one assistant turn under a lock."""
 
-    def __init__(self, model: Any, tokenizer: Any, name: str) -> None:
-        self.model, self.tokenizer, self.name = model, tokenizer, name
+    def __init__(self, model: Any, tokenizer: Any, name: str, constrain: ConstrainConfig = UNCONSTRAINED) -> None:
+        self.model, self.tokenizer, self.name, self.constrain = model, tokenizer, name, constrain
         self.eos_id = tokenizer.convert_tokens_to_ids(IM_END)
         self._lock = threading.Lock()
-        self._decoders: OrderedDict[str, GreedyDecoder] = OrderedDict()
+        # Per system turn (the tools): the decoder with its prefix computed, and the turn constraints.
+        self._decoders: OrderedDict[str, tuple[GreedyDecoder, Constrainer | None]] = OrderedDict()
         self._cached = unsupported(model) is None
         if not self._cached:
             log.info("cached decoder not used, generating with model.generate: %s", unsupported(model))
 
     @classmethod
-    def load(cls, model_dir: str | Path, adapter_dir: str | Path | None, student_cfg: dict, name: str) -> StudentEngine:
+    def load(cls, model_dir: str | Path, adapter_dir: str | Path | None, student_cfg: dict, name: str,
+             constrain: ConstrainConfig = UNCONSTRAINED) -> StudentEngine:
         """`model_dir`: a base-model artifact or a merged export; `adapter_dir`: a PEFT adapter or None.
 
         The same loading and casting as prediction (distill.student.predict.load_student, student.for_inference).
@@ -180,17 +185,25 @@ class StudentEngine:
         quantization = student_cfg["quantization"]
         model, tokenizer = load_student(Path(resolve_base(model_dir)), Path(adapter_dir) if adapter_dir else None,
                                         quantization, student_cfg["dtype"])
-        return cls(for_inference(model, student_cfg["autocast"], quantization), tokenizer, name)
+        return cls(for_inference(model, student_cfg["autocast"], quantization), tokenizer, name, constrain)
 
     def _ids(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
-    def _decoder(self, tools: list[dict]) -> GreedyDecoder:
-        """The decoder whose prefix is the system turn for `tools` (its keys/values computed once)."""
+    def _decoder(self, tools: list[dict]) -> tuple[GreedyDecoder, Constrainer | None]:
+        """The decoder whose prefix is the system turn for `tools` (its keys/values computed once), and the
+        constraints of its turns (None when `constrain` holds no rule)."""
         system = render([], tools)
         if system not in self._decoders:
-            self._decoders[system] = GreedyDecoder(self.model, self._ids(system), self.eos_id,
-                                                   self.tokenizer.pad_token_id)
+            decoder = GreedyDecoder(self.model, self._ids(system), self.eos_id, self.tokenizer.pad_token_id)
+            constrainer = None
+            if self.constrain.any:
+                try:
+                    constrainer = Constrainer(self.tokenizer, tools, self.constrain)
+                except ValueError as exc:  # a client's schema llguidance cannot compile: its calls go unchecked
+                    log.warning("%s; tool calls for this tool set are not constrained", exc)
+                    constrainer = Constrainer(self.tokenizer, tools, replace(self.constrain, tool_calls=False))
+            self._decoders[system] = (decoder, constrainer)
             while len(self._decoders) > MAX_DECODERS:
                 self._decoders.popitem(last=False)
         self._decoders.move_to_end(system)
@@ -201,7 +214,10 @@ class StudentEngine:
         ids = self._ids(prompt)
         with self._lock:
             if self._cached:
-                new = self._decoder(tools).generate([ids], max_tokens)[0]
+                decoder, constrainer = self._decoder(tools)
+                outputs = [m["content"] for m in conversation if m["role"] == "tool"]
+                constraints = [constrainer.turn(outputs)] if constrainer else None
+                new = decoder.generate([ids], max_tokens, constraints=constraints)[0]
                 text = self.tokenizer.decode(new, skip_special_tokens=True)
                 ended = bool(new) and new[-1] == self.eos_id
                 n_out = len(new)

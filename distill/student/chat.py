@@ -44,7 +44,7 @@ PARSE_ERRORS = ("bad_json", "unknown_tool", "bad_arguments")
 # turn limit. Whether a final turn *answers* is distill.ruler.answers' question, asked when scoring.
 LOOP_FAILURES = (*PARSE_ERRORS, "turn_limit")
 # A block may lack its closing tag when the turn ended right after the JSON (see parse_assistant).
-_TOOL_CALL = re.compile(r"<tool_call>(.*?)(?:</tool_call>|$)", re.DOTALL)
+TOOL_CALL_RE = re.compile(r"<tool_call>(.*?)(?:</tool_call>|$)", re.DOTALL)
 
 Message = dict[str, Any]
 
@@ -205,7 +205,7 @@ def parse_assistant(text: str, tools: list[dict] | None = None) -> ParsedTurn:
     names = None if tools is None else {t["name"] for t in tools}
     calls: list[dict] = []
     errors: list[str] = []
-    for block in _TOOL_CALL.findall(text):
+    for block in TOOL_CALL_RE.findall(text):
         try:
             call = json.loads(block)
         except json.JSONDecodeError:
@@ -221,5 +221,5 @@ def parse_assistant(text: str, tools: list[dict] | None = None) -> ParsedTurn:
             errors.append("bad_arguments")
         else:
             calls.append({"name": call["name"], "arguments": arguments})
-    content = _TOOL_CALL.sub("", text).strip()
+    content = TOOL_CALL_RE.sub("", text).strip()
     return ParsedTurn(content=content, calls=calls, error=errors[0] if errors else None)

@@ -41,6 +41,8 @@ import torch
 from transformers import DynamicCache
 from transformers.cache_utils import DynamicLayer
 
+from distill.student.constrain import CALL_EXTENSION, TurnConstraint
+
 
 @dataclass
 class RowCache:
@@ -258,14 +260,16 @@ class GreedyDecoder:
 
     @torch.no_grad()
     def generate(
-        self, prompts: list[list[int]], max_new_tokens: int, rows: list[RowCache] | None = None, store: bool = True
+        self, prompts: list[list[int]], max_new_tokens: int, rows: list[RowCache] | None = None, store: bool = True,
+        constraints: list[TurnConstraint | None] | None = None,
     ) -> list[list[int]]:
         """Greedy continuations of `prompts`: each row's new ids, ending with the end token when it came.
 
         With `rows`, row i's cache is reused where it agrees with prompts[i] and then, if `store`, replaced
         by the keys/values of prompts[i] plus its continuation (all but the last generated token, which was
         never fed), ready for a prompt that extends them (without `store`, e.g. on a last turn, it is left
-        as it was).
+        as it was). With `constraints`, row i's token is `constraints[i].pick`'s (distill.student.constrain),
+        and a row inside a tool call when its budget ends may run on up to CALL_EXTENSION more to close it.
         """
         if max_new_tokens < 1:
             raise ValueError("max_new_tokens must be at least 1")
@@ -289,9 +293,14 @@ class GreedyDecoder:
             self.row_steps += len(active)
             tokens = logits.argmax(dim=-1).tolist()
             finished = []
-            for j, (i, token) in enumerate(zip(active, tokens)):
-                generated[i].append(token)
-                if token == self.eos_id or len(generated[i]) >= max_new_tokens:
+            for j, i in enumerate(active):
+                turn = constraints[i] if constraints is not None else None
+                if turn is not None:
+                    tokens[j] = turn.pick(logits[j], last=len(generated[i]) + 1 >= max_new_tokens)
+                    turn.feed(tokens[j])
+                generated[i].append(tokens[j])
+                budget = max_new_tokens + (CALL_EXTENSION if turn is not None and turn.in_call else 0)
+                if tokens[j] == self.eos_id or len(generated[i]) >= budget:
                     finished.append(j)
             if rows is not None and store:
                 for j in finished:

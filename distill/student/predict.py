@@ -27,6 +27,7 @@ from peft import PeftModel
 from transformers import GenerationConfig
 
 from distill.student.chat import IM_END, generation_prompt, parse_assistant
+from distill.student.constrain import UNCONSTRAINED, ConstrainConfig, Constrainer
 from distill.student.decode import GreedyDecoder, RowCache, common_prefix_len, unsupported
 from distill.student.base_model import load_base
 
@@ -120,21 +121,26 @@ def predict(
     max_turns: int,
     max_new_tokens: int,
     batch_size: int,
+    constrain: ConstrainConfig = UNCONSTRAINED,
 ) -> list[dict]:
     """Run the agent loop for every question; one record per question, in input order.
 
     Each record is the question dict plus pred_calls (calls executed, in order), pred_answer,
     tool_outputs, failure (None or one of chat.LOOP_FAILURES), n_turns and raw_turns, as Python objects
     (the predictions parquet stores the lists as JSON text). A conversation still calling tools
-    after `max_turns` generations fails with turn_limit.
+    after `max_turns` generations fails with turn_limit. `constrain` says which rules of
+    distill.student.constrain hold while decoding (they need the cached decoder).
     """
     runs = [_Run(messages=[{"role": "user", "content": q["question"]}]) for q in questions]
     reason = "disabled (CACHED_DECODER = False)" if not CACHED_DECODER else unsupported(model)
     if runs and reason is None:
-        _loop_cached(model, tokenizer, runs, tools, execute, max_turns, max_new_tokens, batch_size)
+        constrainer = Constrainer(tokenizer, tools, constrain) if constrain.any else None
+        _loop_cached(model, tokenizer, runs, tools, execute, max_turns, max_new_tokens, batch_size, constrainer)
     else:
         if runs:
             log.info("cached decoder not used, generating with model.generate: %s", reason)
+            if constrain.any:
+                log.warning("constrained decoding needs the cached decoder: %s decodes unconstrained", constrain)
         _loop_generate(model, tokenizer, runs, tools, execute, max_turns, max_new_tokens, batch_size)
     return [
         {
@@ -173,7 +179,7 @@ def _token_ids(tokenizer: Any, text: str) -> list[int]:
 
 def _loop_cached(
     model: Any, tokenizer: Any, runs: list[_Run], tools: list[dict], execute: Callable[[str, dict], str],
-    max_turns: int, max_new_tokens: int, batch_size: int,
+    max_turns: int, max_new_tokens: int, batch_size: int, constrainer: Constrainer | None,
 ) -> None:  # fmt: skip
     """The agent loop on `GreedyDecoder`, one group of `batch_size` conversations at a time, all turns.
 
@@ -202,7 +208,9 @@ def _loop_cached(
             prompts = first if turn == 1 else None
             ids = [prompts[i] if prompts else _token_ids(tokenizer, generation_prompt(runs[i].messages, tools))
                    for i in active]  # fmt: skip
-            new = decoder.generate(ids, max_new_tokens, [caches[i] for i in active], store=turn < max_turns)
+            constraints = [constrainer.turn(runs[i].tool_outputs) for i in active] if constrainer else None
+            new = decoder.generate(ids, max_new_tokens, [caches[i] for i in active], store=turn < max_turns,
+                                   constraints=constraints)
             texts = tokenizer.batch_decode(new, skip_special_tokens=True)
             active = [i for i, text in zip(active, texts) if runs[i].step(text, tools, execute)]
             caches = {i: caches[i] for i in active}

@@ -1,0 +1,230 @@
+"""Constrained greedy decoding: the student cannot write a number its tools did not return, a tool call that
+does not match its tool's schema, or the same sentence twice (config `predict.constrain`).
+
+* numbers: while the student writes text (not inside `<tool_call>`), a token is accepted only if the text
+  it makes is grounded in this conversation's tool outputs by the ruler's own matcher
+  (distill.dataset.grounding.CitableNumbers, the function the scorer calls): every number already closed
+  is supported, and a number still being written (digits at the end of the text) can be completed to a
+  supported one (one of `CitableNumbers.forms`, checked in context, e.g. "13.4" only as "13.4%" where the
+  source is a fraction). The end token and the last token of the budget need every number closed and
+  supported. So a final answer is grounded by construction; the tests check it token by token against
+  `ungrounded_numbers` on random adapters.
+* tool_calls: an llguidance grammar for the whole turn (free text without '<', then `<tool_call>` blocks
+  whose JSON is {"name": <tool>, "arguments": <that tool's input_schema>}, with json.dumps' separators as
+  the renderer writes them), its token mask applied to the logits at every step. Unknown tools, bad JSON
+  and bad arguments (enums, date patterns, numeric ranges, no unknown keys) cannot be written; a call under
+  way when the token budget runs out may run on up to CALL_EXTENSION more tokens to close.
+  docs/design.md "Constrained decoding" says why llguidance (mask time per token measured on this CPU).
+* repeats: a token that would end a sentence (. ! ? or a newline) equal to an earlier sentence of the
+  turn is rejected (the no-repeat rule; SmolLM2 otherwise loops "It is a daily close ... model." three times).
+
+Checking is lazy: the candidates are tried in logit order and the first acceptable one is taken, which is
+the argmax of the constrained distribution. Most tokens need no check at all: a token without a digit, far
+from any digit and ending no sentence, cannot change what the matcher reads.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import llguidance
+import llguidance.hf
+import llguidance.torch
+import torch
+
+from distill.dataset.grounding import CitableNumbers
+from distill.student.chat import TOOL_CALL_RE
+
+# An open number at the end of the text: digits with the separators a number or date goes on with.
+_OPEN_NUMBER = re.compile(r"\d[\d,.:/\-]*$")
+_DIGIT = re.compile(r"\d")
+_SENTENCE_END = re.compile(r"[.!?\n]")
+# How far back a token without digits can change what the matcher reads (a count noun after a word).
+_REACH = 64
+_CLOSERS = ("", ".", ")")  # a written number may end as it is, as a list marker "1." or "(1)"
+_CANDIDATES = 16  # logits tried before the whole vocabulary is sorted
+MAX_STRING = 200  # characters of a free string argument in the grammar (a search query is a few words)
+CALL_EXTENSION = 256  # tokens a call under way at the end of the budget may take to close
+
+
+@dataclass(frozen=True)
+class ConstrainConfig:
+    """`predict.constrain` from config.yaml."""
+
+    numbers: bool
+    tool_calls: bool
+    repeats: bool
+
+    @classmethod
+    def from_cfg(cls, cfg: dict) -> ConstrainConfig:
+        return cls(numbers=cfg["numbers"], tool_calls=cfg["tool_calls"], repeats=cfg["repeats"])
+
+    @property
+    def any(self) -> bool:
+        return self.numbers or self.tool_calls or self.repeats
+
+
+UNCONSTRAINED = ConstrainConfig(numbers=False, tool_calls=False, repeats=False)
+_LLG_TOKENIZERS: dict[int, Any] = {}
+
+
+def _llg_tokenizer(tokenizer: Any) -> Any:
+    """llguidance's view of a Hugging Face tokenizer (built once per tokenizer: ~0.5 s for 49k tokens)."""
+    key = id(tokenizer)
+    if key not in _LLG_TOKENIZERS:
+        _LLG_TOKENIZERS[key] = llguidance.hf.from_tokenizer(tokenizer, n_vocab=len(tokenizer))
+    return _LLG_TOKENIZERS[key]
+
+
+def _bounded(schema: Any) -> Any:
+    """`schema` with a `maxLength` of MAX_STRING on every free string (no enum, const, pattern or bound)."""
+    if isinstance(schema, list):
+        return [_bounded(s) for s in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {k: _bounded(v) for k, v in schema.items()}
+    if out.get("type") == "string" and not {"enum", "const", "pattern", "maxLength", "format"} & set(out):
+        out["maxLength"] = MAX_STRING
+    return out
+
+
+def turn_grammar(tools: list[dict]) -> str:
+    """The Lark grammar of one assistant turn: text, then tool calls matching the tools' schemas.
+
+    Free strings are bounded (MAX_STRING) so that every call can end within the budget's extension."""
+    bodies = [{"type": "object", "properties": {"name": {"const": t["name"]},
+                                                "arguments": _bounded(t.get("input_schema") or {"type": "object"})},
+               "required": ["name", "arguments"], "additionalProperties": False} for t in tools]
+    schema = {"anyOf": bodies, "x-guidance": {"whitespace_flexible": False, "item_separator": ", ",
+                                              "key_separator": ": "}}
+    return ('start: TEXT? (call TEXT?)*\n'
+            'call: "<tool_call>" body "</tool_call>"\n'
+            f'body: %json {json.dumps(schema)}\n'
+            'TEXT: /[^<]+/\n')
+
+
+class Constrainer:
+    """What one decoder needs to constrain its turns: the tokenizer's pieces and the tools' grammar."""
+
+    def __init__(self, tokenizer: Any, tools: list[dict], config: ConstrainConfig) -> None:
+        self.tokenizer, self.config = tokenizer, config
+        self.eos_id = tokenizer.convert_tokens_to_ids("<|im_end|>")
+        self._grammar = None
+        if config.tool_calls:
+            self._llg = _llg_tokenizer(tokenizer)
+            self._grammar = llguidance.grammar_from("lark", turn_grammar(tools))
+            error = llguidance.LLMatcher.validate_grammar(self._grammar, self._llg)
+            if error:
+                raise ValueError(f"tool-call grammar for {[t['name'] for t in tools]} is invalid: {error}")
+        pieces = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
+        text = [tokenizer.convert_tokens_to_string([p]) if p is not None else "" for p in pieces]
+        # Tokens that can write a digit or end a sentence: the only ones the rules check far from a number.
+        self.digit = frozenset(i for i, t in enumerate(text) if _DIGIT.search(t))
+        self.sentence_end = frozenset(i for i, t in enumerate(text) if _SENTENCE_END.search(t))
+
+    def turn(self, tool_outputs: list[str]) -> TurnConstraint:
+        """The constraint of one new assistant turn of a conversation whose tools returned `tool_outputs`."""
+        matcher = llguidance.LLMatcher(self._llg, self._grammar, log_level=0) if self._grammar else None
+        numbers = CitableNumbers(tool_outputs) if self.config.numbers else None
+        return TurnConstraint(self, matcher, numbers)
+
+
+class TurnConstraint:
+    """One turn being generated: `pick` chooses the next token, `feed` records the one taken."""
+
+    def __init__(self, owner: Constrainer, matcher: Any, numbers: CitableNumbers | None) -> None:
+        self.owner, self.matcher, self.numbers = owner, matcher, numbers
+        self.ids: list[int] = []
+        self.text = ""
+        self._mask = llguidance.torch.allocate_token_bitmask(1, owner._llg.vocab_size) if matcher else None
+        self._viable: dict[tuple[int, str], bool] = {}  # (head length, open number) -> can complete
+        self.rejected = 0  # candidates refused by the number or repeat rule (statistics)
+
+    @property
+    def in_call(self) -> bool:
+        """Inside a `<tool_call>` block not yet closed (the grammar, not the number rule, governs it)."""
+        return self.text.rfind("<tool_call>") > self.text.rfind("</tool_call>")
+
+    def pick(self, logits: torch.Tensor, last: bool) -> int:
+        """The highest-scoring acceptable token for `logits` [vocab]; `last`: the budget's final token."""
+        logits = logits.clone()
+        if self.matcher is not None:
+            llguidance.torch.fill_next_token_bitmask(self.matcher, self._mask, 0)
+            llguidance.torch.apply_token_bitmask_inplace(logits[None], self._mask)
+        if self.in_call or not (self.numbers or self.owner.config.repeats):
+            return int(logits.argmax())
+        order = logits.topk(_CANDIDATES).indices.tolist()
+        for attempt in (order, logits.argsort(descending=True).tolist()):
+            for token in attempt:
+                if logits[token] == float("-inf"):
+                    break
+                if self._acceptable(token, last):
+                    return token
+                self.rejected += 1
+        return self.owner.eos_id  # nothing acceptable: end the turn (not expected: the end token closes text)
+
+    def feed(self, token: int) -> None:
+        if self.matcher is not None and not self.matcher.consume_token(token):
+            raise AssertionError(f"grammar refused token {token}: {self.matcher.get_error()}")
+        self.ids.append(token)
+        self.text = self.owner.tokenizer.decode(self.ids, skip_special_tokens=True)
+
+    # ---- the rules --------------------------------------------------------------------------------------
+
+    def _acceptable(self, token: int, last: bool) -> bool:
+        owner = self.owner
+        end = token == owner.eos_id
+        near = bool(_DIGIT.search(self.text[-_REACH:]))
+        check_numbers = self.numbers is not None and (end or last or token in owner.digit or near)
+        check_repeat = owner.config.repeats and (end or token in owner.sentence_end)
+        if not (check_numbers or check_repeat):
+            return True
+        text = self.text if end else self.owner.tokenizer.decode([*self.ids, token], skip_special_tokens=True)
+        answer = TOOL_CALL_RE.sub("", text)  # what parse_assistant calls the turn's content
+        if check_repeat and _repeats_sentence(answer, closed=end):
+            return False
+        if check_numbers:
+            return self._grounded(answer, closed=end or last)
+        return True
+
+    def _grounded(self, answer: str, closed: bool) -> bool:
+        """Every closed number supported; with `closed`, the open one too, else it can still be completed."""
+        assert self.numbers is not None
+        match = None if closed else _OPEN_NUMBER.search(answer)
+        if match is None:
+            return not self.numbers.ungrounded(answer)
+        head, open_number = answer[: match.start()], match.group()
+        return not self.numbers.ungrounded(head) and self._completable(head, open_number)
+
+    def _completable(self, head: str, number: str) -> bool:
+        """Some completion of the open `number` after `head` is grounded: as written (or as a list marker),
+        as one of the citable forms it begins, or, split at a separator ("10-2"), its parts in turn."""
+        key = (len(head), number)
+        if key not in self._viable:
+            assert self.numbers is not None
+            ok = any(not self.numbers.ungrounded(f"{head}{number}{closer} ") for closer in _CLOSERS)
+            ok = ok or any(not self.numbers.ungrounded(f"{head}{digits}{unit} ")
+                           for digits, unit in self.numbers.forms() if digits.startswith(number))
+            cut = max(number.rfind(sep) for sep in "-/:")
+            if not ok and 0 < cut < len(number) - 1:
+                closed_part = head + number[: cut + 1]
+                ok = not self.numbers.ungrounded(closed_part) and self._completable(closed_part, number[cut + 1 :])
+            self._viable[key] = ok
+        return self._viable[key]
+
+
+def _normalise(sentence: str) -> str:
+    return " ".join(sentence.lower().strip(" .!?\n").split())
+
+
+def _repeats_sentence(text: str, closed: bool) -> bool:
+    """Two sentences of at least three words are the same; a sentence counts once its end (. ! ? or a
+    newline) is written, or, with `closed` (the turn ends), also the unfinished last one."""
+    parts = [p for p in re.split(r"(?<=[.!?\n])", text) if len(p.split()) >= 3]
+    if parts and not closed and not _SENTENCE_END.search(parts[-1][-1]):
+        parts.pop()  # still being written
+    seen = [_normalise(p) for p in parts]
+    return len(seen) != len(set(seen))

@@ -1,0 +1,132 @@
+"""Constrained decoding (distill.student.constrain) against the ruler it must agree with.
+
+The number rule is checked token by token on the student's real tokenizer: every token of a grounded
+answer (by distill.dataset.grounding.ungrounded_numbers, the scorer's function) is accepted, and an answer
+with an ungrounded number is refused at some token or at its end. Random logits (a model that knows
+nothing) decoded under all three rules always give turns that parse, calls that match their schemas, and
+grounded text, whatever tokens the logits favour.
+"""
+
+from __future__ import annotations
+
+import json
+
+import jsonschema
+import pytest
+import torch
+
+from distill.dataset.grounding import CitableNumbers, ungrounded_numbers
+from distill.student.chat import parse_assistant
+from distill.student.constrain import ConstrainConfig, Constrainer, _repeats_sentence, turn_grammar
+from distill.workbench.tools import TOOLS
+
+BACKTEST = json.dumps({"model_id": "sma_crossover", "ticker": "ACME", "start": "2019-01-02", "end": "2023-12-29",
+                       "total_return": 0.134, "cagr": 0.0258, "sharpe": 1.9, "max_drawdown": -0.034,
+                       "n_trades": 57, "win_rate": 0.6, "fees_paid": 4879.78, "fee_bps": 10.0})
+DOCS = "Costs: fees of 10 bps and slippage of 2 bps; 1,564 bars per ticker; the last 20% is held out."
+OUTPUTS = [BACKTEST, DOCS]
+
+GROUNDED = [
+    "The total return was 13.4% with a Sharpe of 1.90.",
+    "It made 57 trades and paid $4,879.78 in fees.",
+    "Max drawdown: -3.4%, win rate 60%, CAGR 2.58%.",
+    "Over 2019-01-02 to 2023-12-29 the return was 13%.",
+    "1. Return 0.134\n2. Sharpe 1.9",
+    "With 10 bps fees and 1,564 bars, the SMA_20 crossover returned 13.4%.",
+    "The ML model is tested on the last 20% of the window.",
+    "No number here at all.",
+]
+UNGROUNDED = [
+    "The total return was 15.2%.",
+    "It made 58 trades.",
+    "The Sharpe was 2.4 in 2021.",
+    "Fees were $879.78.",
+    "It made 13 trades.",  # 13 only as a percent
+    "The return was 13.4 points.",  # a percent written as a bare number
+    "\n(1000) trades",
+]
+
+
+@pytest.fixture(scope="module")
+def constrainer(tokenizer) -> Constrainer:
+    return Constrainer(tokenizer, TOOLS, ConstrainConfig(numbers=True, tool_calls=True, repeats=True))
+
+
+def _walk(constrainer: Constrainer, text: str) -> tuple[int | None, bool]:
+    """Feed `text`'s tokens: the index of the first token the rules refuse (None) and whether the end is accepted."""
+    turn = constrainer.turn(OUTPUTS)
+    ids = constrainer.tokenizer(text, add_special_tokens=False)["input_ids"]
+    for k, token in enumerate(ids):
+        if not turn._acceptable(token, last=False):
+            return k, False
+        turn.feed(token)
+    return None, turn._acceptable(constrainer.eos_id, last=False)
+
+
+@pytest.mark.parametrize("answer", GROUNDED)
+def test_every_token_of_a_grounded_answer_is_accepted(constrainer, answer):
+    assert ungrounded_numbers(answer, OUTPUTS) == []  # the ruler's verdict first
+    assert _walk(constrainer, answer) == (None, True)
+
+
+@pytest.mark.parametrize("answer", UNGROUNDED)
+def test_an_ungrounded_answer_is_refused_before_it_ends(constrainer, answer):
+    assert ungrounded_numbers(answer, OUTPUTS)
+    refused_at, end_ok = _walk(constrainer, answer)
+    assert refused_at is not None or not end_ok
+
+
+def test_citable_forms_are_exactly_what_the_matcher_accepts():
+    numbers = CitableNumbers(OUTPUTS)
+    forms = numbers.forms()
+    assert ("13.4", "%") in forms and ("4,879.78", "") in forms and ("57", "") in forms and ("10", " bps") in forms
+    assert ("13.4", "") not in forms  # a fraction is never a bare percent number
+    for digits, unit in forms:
+        assert ungrounded_numbers(f"It is {digits}{unit}.", OUTPUTS) == [], (digits, unit)
+
+
+def test_repeated_sentences_are_found():
+    assert _repeats_sentence("It uses daily closes. It uses daily closes.", closed=False)
+    assert _repeats_sentence("It uses daily closes. Then more. it uses  daily closes", closed=True)
+    assert not _repeats_sentence("It uses daily closes. It uses daily closes", closed=False)  # not ended yet
+    assert not _repeats_sentence("Yes. Yes. It uses daily closes.", closed=False)  # under three words
+
+
+def test_the_grammar_bounds_free_strings_only():
+    grammar = turn_grammar(TOOLS)
+    assert '"maxLength": 200' in grammar  # search_docs' query
+    assert '"pattern": "^\\\\d{4}-\\\\d{2}-\\\\d{2}$"' in grammar  # dates keep their pattern, no bound added
+
+
+def _decode_random(constrainer: Constrainer, seed: int, steps: int, boost: dict[int, float]) -> str:
+    """Decode `steps` tokens from random logits (plus `boost`) under the rules; the turn's text."""
+    gen = torch.Generator().manual_seed(seed)
+    turn = constrainer.turn(OUTPUTS)
+    ids = []
+    for step in range(steps + 256):
+        logits = torch.randn(len(constrainer.tokenizer), generator=gen)
+        for token, bias in boost.items():
+            logits[token] += bias
+        token = turn.pick(logits, last=step + 1 >= steps)
+        turn.feed(token)
+        ids.append(token)
+        if token == constrainer.eos_id or (step + 1 >= steps and not turn.in_call):
+            break
+    return constrainer.tokenizer.decode(ids, skip_special_tokens=True)
+
+
+def test_random_logits_always_give_parseable_calls_and_grounded_text(constrainer, tokenizer):
+    vocab = tokenizer.get_vocab()
+    digits = [vocab[str(d)] for d in range(10)]
+    favour = {vocab["<"]: 4.0, vocab["%"]: 3.0, vocab["$"]: 3.0, **{d: 4.0 for d in digits}}
+    schemas = {t["name"]: t["input_schema"] for t in TOOLS}
+    n_calls = 0
+    for seed in range(12):
+        text = _decode_random(constrainer, seed, steps=60, boost=favour)
+        parsed = parse_assistant(text, TOOLS)
+        assert parsed.error is None, (seed, text)
+        for call in parsed.calls:
+            jsonschema.validate(call["arguments"], schemas[call["name"]])
+        n_calls += len(parsed.calls)
+        assert ungrounded_numbers(parsed.content, OUTPUTS) == [], (seed, text)
+    assert n_calls >= 3  # the boost on "<" made calls happen, so the grammar was exercised
