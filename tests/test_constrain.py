@@ -17,7 +17,7 @@ import torch
 
 from distill.dataset.grounding import CitableNumbers, ungrounded_numbers
 from distill.student.chat import parse_assistant
-from distill.student.constrain import ConstrainConfig, Constrainer, _repeats_sentence, turn_grammar
+from distill.student.constrain import ConstrainConfig, Constrainer, _repeats, turn_grammar
 from distill.workbench.tools import TOOLS
 
 BACKTEST = json.dumps({"model_id": "sma_crossover", "ticker": "ACME", "start": "2019-01-02", "end": "2023-12-29",
@@ -57,10 +57,10 @@ def _walk(constrainer: Constrainer, text: str) -> tuple[int | None, bool]:
     turn = constrainer.turn(OUTPUTS)
     ids = constrainer.tokenizer(text, add_special_tokens=False)["input_ids"]
     for k, token in enumerate(ids):
-        if not turn._acceptable(token, last=False):
+        if not turn._acceptable(token, remaining=100):
             return k, False
         turn.feed(token)
-    return None, turn._acceptable(constrainer.eos_id, last=False)
+    return None, turn._acceptable(constrainer.eos_id, remaining=100)
 
 
 @pytest.mark.parametrize("answer", GROUNDED)
@@ -86,10 +86,21 @@ def test_citable_forms_are_exactly_what_the_matcher_accepts():
 
 
 def test_repeated_sentences_are_found():
-    assert _repeats_sentence("It uses daily closes. It uses daily closes.", closed=False)
-    assert _repeats_sentence("It uses daily closes. Then more. it uses  daily closes", closed=True)
-    assert not _repeats_sentence("It uses daily closes. It uses daily closes", closed=False)  # not ended yet
-    assert not _repeats_sentence("Yes. Yes. It uses daily closes.", closed=False)  # under three words
+    assert _repeats("It uses daily closes. It uses daily closes.", closed=False)
+    assert _repeats("It uses daily closes. Then more. it uses  daily closes", closed=True)
+    assert not _repeats("It uses daily closes. It uses daily closes", closed=False)  # not ended yet
+    assert not _repeats("Yes. Yes. It uses daily closes.", closed=False)  # under three words
+    loop = "It is a daily close prices and volume (OHLCV set) model with lags 5. It is a daily close prices and"
+    assert _repeats(loop + " ", closed=False) and not _repeats(loop[: loop.index("It is", 5) + 14], closed=False)
+
+
+def test_an_open_number_must_close_within_the_budget(constrainer):
+    turn = constrainer.turn(OUTPUTS)
+    for token in constrainer.tokenizer("It paid $4,879.", add_special_tokens=False)["input_ids"]:
+        turn.feed(token)
+    seven = constrainer.tokenizer("7", add_special_tokens=False)["input_ids"][0]
+    assert turn._acceptable(seven, remaining=2)  # "$4,879.7" -> "$4,879.78 " takes "8" and a closing token
+    assert not turn._acceptable(seven, remaining=1)
 
 
 def test_the_grammar_bounds_free_strings_only():
@@ -107,7 +118,7 @@ def _decode_random(constrainer: Constrainer, seed: int, steps: int, boost: dict[
         logits = torch.randn(len(constrainer.tokenizer), generator=gen)
         for token, bias in boost.items():
             logits[token] += bias
-        token = turn.pick(logits, last=step + 1 >= steps)
+        token = turn.pick(logits, remaining=steps - step - 1)
         turn.feed(token)
         ids.append(token)
         if token == constrainer.eos_id or (step + 1 >= steps and not turn.in_call):

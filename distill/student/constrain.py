@@ -5,9 +5,9 @@ does not match its tool's schema, or the same sentence twice (config `predict.co
   it makes is grounded in this conversation's tool outputs by the ruler's own matcher
   (distill.dataset.grounding.CitableNumbers, the function the scorer calls): every number already closed
   is supported, and a number still being written (digits at the end of the text) can be completed to a
-  supported one (one of `CitableNumbers.forms`, checked in context, e.g. "13.4" only as "13.4%" where the
-  source is a fraction). The end token and the last token of the budget need every number closed and
-  supported. So a final answer is grounded by construction; the tests check it token by token against
+  supported one within the tokens the budget has left (one of `CitableNumbers.forms`, checked in context,
+  e.g. "13.4" only as "13.4%" where the source is a fraction). The end token and the budget's last token
+  need every number closed and supported. So a final answer is grounded by construction; the tests check it token by token against
   `ungrounded_numbers` on random adapters.
 * tool_calls: an llguidance grammar for the whole turn (free text without '<', then `<tool_call>` blocks
   whose JSON is {"name": <tool>, "arguments": <that tool's input_schema>}, with json.dumps' separators as
@@ -15,8 +15,9 @@ does not match its tool's schema, or the same sentence twice (config `predict.co
   and bad arguments (enums, date patterns, numeric ranges, no unknown keys) cannot be written; a call under
   way when the token budget runs out may run on up to CALL_EXTENSION more tokens to close.
   docs/design.md "Constrained decoding" says why llguidance (mask time per token measured on this CPU).
-* repeats: a token that would end a sentence (. ! ? or a newline) equal to an earlier sentence of the
-  turn is rejected (the no-repeat rule; SmolLM2 otherwise loops "It is a daily close ... model." three times).
+* repeats: a token that would repeat a run of REPEAT_WORDS words, or end a sentence (. ! ? or a newline)
+  equal to an earlier one of the turn, is rejected (the no-repeat rule; SmolLM2 otherwise loops "It is a
+  daily close prices and volume (...) model" until its budget ends).
 
 Checking is lazy: the candidates are tried in logit order and the first acceptable one is taken, which is
 the argmax of the constrained distribution. Most tokens need no check at all: a token without a digit, far
@@ -46,6 +47,7 @@ _SENTENCE_END = re.compile(r"[.!?\n]")
 _REACH = 64
 _CLOSERS = ("", ".", ")")  # a written number may end as it is, as a list marker "1." or "(1)"
 _CANDIDATES = 16  # logits tried before the whole vocabulary is sorted
+REPEAT_WORDS = 6  # a run of this many words may occur once in a turn
 MAX_STRING = 200  # characters of a free string argument in the grammar (a search query is a few words)
 CALL_EXTENSION = 256  # tokens a call under way at the end of the budget may take to close
 
@@ -121,9 +123,8 @@ class Constrainer:
                 raise ValueError(f"tool-call grammar for {[t['name'] for t in tools]} is invalid: {error}")
         pieces = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
         text = [tokenizer.convert_tokens_to_string([p]) if p is not None else "" for p in pieces]
-        # Tokens that can write a digit or end a sentence: the only ones the rules check far from a number.
+        # Tokens that write a digit: far from a number, the only ones the number rule checks.
         self.digit = frozenset(i for i, t in enumerate(text) if _DIGIT.search(t))
-        self.sentence_end = frozenset(i for i, t in enumerate(text) if _SENTENCE_END.search(t))
 
     def turn(self, tool_outputs: list[str]) -> TurnConstraint:
         """The constraint of one new assistant turn of a conversation whose tools returned `tool_outputs`."""
@@ -140,7 +141,7 @@ class TurnConstraint:
         self.ids: list[int] = []
         self.text = ""
         self._mask = llguidance.torch.allocate_token_bitmask(1, owner._llg.vocab_size) if matcher else None
-        self._viable: dict[tuple[int, str], bool] = {}  # (head length, open number) -> can complete
+        self._viable: dict[tuple[int, str], int | None] = {}  # (head length, open number) -> _completion
         self.rejected = 0  # candidates refused by the number or repeat rule (statistics)
 
     @property
@@ -148,8 +149,9 @@ class TurnConstraint:
         """Inside a `<tool_call>` block not yet closed (the grammar, not the number rule, governs it)."""
         return self.text.rfind("<tool_call>") > self.text.rfind("</tool_call>")
 
-    def pick(self, logits: torch.Tensor, last: bool) -> int:
-        """The highest-scoring acceptable token for `logits` [vocab]; `last`: the budget's final token."""
+    def pick(self, logits: torch.Tensor, remaining: int) -> int:
+        """The highest-scoring acceptable token for `logits` [vocab]; `remaining`: tokens left in the budget
+        after this one (an open number must be completable within them)."""
         logits = logits.clone()
         if self.matcher is not None:
             llguidance.torch.fill_next_token_bitmask(self.matcher, self._mask, 0)
@@ -161,7 +163,7 @@ class TurnConstraint:
             for token in attempt:
                 if logits[token] == float("-inf"):
                     break
-                if self._acceptable(token, last):
+                if self._acceptable(token, remaining):
                     return token
                 self.rejected += 1
         return self.owner.eos_id  # nothing acceptable: end the turn (not expected: the end token closes text)
@@ -174,45 +176,53 @@ class TurnConstraint:
 
     # ---- the rules --------------------------------------------------------------------------------------
 
-    def _acceptable(self, token: int, last: bool) -> bool:
+    def _acceptable(self, token: int, remaining: int) -> bool:
         owner = self.owner
         end = token == owner.eos_id
         near = bool(_DIGIT.search(self.text[-_REACH:]))
-        check_numbers = self.numbers is not None and (end or last or token in owner.digit or near)
-        check_repeat = owner.config.repeats and (end or token in owner.sentence_end)
+        check_numbers = self.numbers is not None and (end or remaining <= 0 or token in owner.digit or near)
+        check_repeat = owner.config.repeats
         if not (check_numbers or check_repeat):
             return True
         text = self.text if end else self.owner.tokenizer.decode([*self.ids, token], skip_special_tokens=True)
         answer = TOOL_CALL_RE.sub("", text)  # what parse_assistant calls the turn's content
-        if check_repeat and _repeats_sentence(answer, closed=end):
+        if check_repeat and _repeats(answer, closed=end):
             return False
         if check_numbers:
-            return self._grounded(answer, closed=end or last)
+            return self._grounded(answer, remaining=-1 if end else remaining)
         return True
 
-    def _grounded(self, answer: str, closed: bool) -> bool:
-        """Every closed number supported; with `closed`, the open one too, else it can still be completed."""
+    def _grounded(self, answer: str, remaining: int) -> bool:
+        """Every closed number supported, and the open one (digits at the end) completable to a supported one
+        within `remaining` tokens (counted as characters, an upper bound: every character is a token);
+        with none remaining (or the end token) every number must be closed."""
         assert self.numbers is not None
-        match = None if closed else _OPEN_NUMBER.search(answer)
+        match = _OPEN_NUMBER.search(answer) if remaining > 0 else None
         if match is None:
             return not self.numbers.ungrounded(answer)
         head, open_number = answer[: match.start()], match.group()
-        return not self.numbers.ungrounded(head) and self._completable(head, open_number)
+        if self.numbers.ungrounded(head):
+            return False
+        shortest = self._completion(head, open_number)
+        return shortest is not None and shortest <= remaining
 
-    def _completable(self, head: str, number: str) -> bool:
-        """Some completion of the open `number` after `head` is grounded: as written (or as a list marker),
-        as one of the citable forms it begins, or, split at a separator ("10-2"), its parts in turn."""
+    def _completion(self, head: str, number: str) -> int | None:
+        """Characters of the shortest grounded completion of the open `number` after `head`, with the token
+        that closes it: as written (or as a list marker), one of the citable forms it begins, or, split at a
+        separator ("10-2"), its parts in turn; None when there is none."""
         key = (len(head), number)
         if key not in self._viable:
             assert self.numbers is not None
-            ok = any(not self.numbers.ungrounded(f"{head}{number}{closer} ") for closer in _CLOSERS)
-            ok = ok or any(not self.numbers.ungrounded(f"{head}{digits}{unit} ")
-                           for digits, unit in self.numbers.forms() if digits.startswith(number))
+            lengths = [len(closer) + 1 for closer in _CLOSERS
+                       if not self.numbers.ungrounded(f"{head}{number}{closer} ")]
+            lengths += [len(digits) + len(unit) - len(number) + 1 for digits, unit in self.numbers.forms()
+                        if digits.startswith(number) and not self.numbers.ungrounded(f"{head}{digits}{unit} ")]
             cut = max(number.rfind(sep) for sep in "-/:")
-            if not ok and 0 < cut < len(number) - 1:
+            if not lengths and 0 < cut < len(number) - 1:
                 closed_part = head + number[: cut + 1]
-                ok = not self.numbers.ungrounded(closed_part) and self._completable(closed_part, number[cut + 1 :])
-            self._viable[key] = ok
+                rest = None if self.numbers.ungrounded(closed_part) else self._completion(closed_part, number[cut + 1 :])
+                lengths += [] if rest is None else [rest]
+            self._viable[key] = min(lengths) if lengths else None
         return self._viable[key]
 
 
@@ -220,9 +230,16 @@ def _normalise(sentence: str) -> str:
     return " ".join(sentence.lower().strip(" .!?\n").split())
 
 
-def _repeats_sentence(text: str, closed: bool) -> bool:
-    """Two sentences of at least three words are the same; a sentence counts once its end (. ! ? or a
-    newline) is written, or, with `closed` (the turn ends), also the unfinished last one."""
+def _repeats(text: str, closed: bool) -> bool:
+    """The text repeats itself: its last REPEAT_WORDS words (once the last is complete) occur earlier, the
+    loop that never ends its sentence ("It is a daily close prices and volume ... model" again and again),
+    or two sentences of at least three words are the same (a sentence counts once its end, . ! ? or a
+    newline, is written, or, with `closed`, when the turn ends)."""
+    words = re.findall(r"\w+", text.lower())
+    if len(words) > REPEAT_WORDS and (closed or not text[-1:].isalnum()):
+        tail = words[-REPEAT_WORDS:]
+        if any(words[i : i + REPEAT_WORDS] == tail for i in range(len(words) - REPEAT_WORDS)):
+            return True
     parts = [p for p in re.split(r"(?<=[.!?\n])", text) if len(p.split()) >= 3]
     if parts and not closed and not _SENTENCE_END.search(parts[-1][-1]):
         parts.pop()  # still being written

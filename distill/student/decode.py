@@ -296,7 +296,7 @@ class GreedyDecoder:
             for j, i in enumerate(active):
                 turn = constraints[i] if constraints is not None else None
                 if turn is not None:
-                    tokens[j] = turn.pick(logits[j], last=len(generated[i]) + 1 >= max_new_tokens)
+                    tokens[j] = turn.pick(logits[j], remaining=max_new_tokens - len(generated[i]) - 1)
                     turn.feed(tokens[j])
                 generated[i].append(tokens[j])
                 budget = max_new_tokens + (CALL_EXTENSION if turn is not None and turn.in_call else 0)
