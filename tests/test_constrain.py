@@ -141,3 +141,37 @@ def test_random_logits_always_give_parseable_calls_and_grounded_text(constrainer
         n_calls += len(parsed.calls)
         assert ungrounded_numbers(parsed.content, OUTPUTS) == [], (seed, text)
     assert n_calls >= 3  # the boost on "<" made calls happen, so the grammar was exercised
+
+
+def test_predict_with_the_rules_on_a_random_model_never_fails_to_parse_nor_invents(tokenizer):
+    from distill.student.chat import PARSE_ERRORS
+    from distill.student.predict import predict
+    from tests.test_predict import tiny_model
+
+    questions = [{"question": q} for q in ("How did sma_crossover do on ACME?", "What data does ridge use?",
+                                           "Fees of 25 bps: what changes?", "List the models.")]
+    records = predict(tiny_model(tokenizer, seed=3), tokenizer, questions, TOOLS, lambda name, args: BACKTEST,
+                      max_turns=2, max_new_tokens=24, batch_size=4,
+                      constrain=ConstrainConfig(numbers=True, tool_calls=True, repeats=True))
+    for r in records:
+        assert r["failure"] not in PARSE_ERRORS, r["raw_turns"]
+        assert ungrounded_numbers(r["pred_answer"], r["tool_outputs"]) == [], r["pred_answer"]
+
+
+def test_report_puts_the_unconstrained_figures_beside_the_constrained():
+    import pandas as pd
+
+    from distill.report.constraint import constraint_section
+
+    def score(grounded):
+        return {"overall": {"tool_call": {"value": 0.5, "ci95": [0.2, 0.8]}, "tool_call_strict": {"value": 0.4},
+                            "answered": {"value": 1.0}, "grounded": {"value": grounded},
+                            "judge": {"value": 0.6, "ci95": [0.4, 0.8]}}}
+    on = pd.DataFrame({"question": ["q1", "q2"], "pred_answer": ["It made 57 trades.", "Same."],
+                       "failure": [None, None]})
+    off = on.assign(pred_answer=["It made 58 trades.", "Same."], failure=[None, "bad_json"])
+    text = constraint_section(3, score(1.0), on, score(0.5), off, {"numbers": True, "tool_calls": False})
+    assert "| constrained | 0.50 [0.20, 0.80] | 0.40 | 1.00 | 1.00 |" in text
+    assert "| unconstrained | 0.50 [0.20, 0.80] | 0.40 | 1.00 | 0.50 |" in text and "`bad_json` ×1" in text
+    assert "1 of 2 final answers differ" in text and "58 trades" in text
+    assert "rules on (numbers)" in text

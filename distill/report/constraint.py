@@ -10,7 +10,7 @@ from __future__ import annotations
 import pandas as pd
 
 from distill.dataset.diagnostics import markdown_table
-from distill.report.figures import HEADLINE, excerpt, fmt, value, with_ci, stat
+from distill.report.figures import HEADLINE, excerpt, fmt, stat, value, with_ci
 
 CHANGED_SHOWN = 4  # questions quoted whose answer the constraint changed
 ANSWER_CHARS = 160
@@ -31,8 +31,9 @@ def constraint_section(epoch: int, constrained: dict, constrained_table: pd.Data
     merged = constrained_table.merge(unconstrained_table, on="question", suffixes=("", "_free"))
     changed = merged[merged["pred_answer"].fillna("") != merged["pred_answer_free"].fillna("")]
     lines = [f"Epoch {epoch} (the last), the same adapter decoded with the rules on ({rules}) and off, "
-             "scored by the same ruler. Grounded is 1.00 with the number rule by construction; the "
-             "unconstrained row is what the student writes by itself.",
+             "scored by the same ruler. With the number rule every answer is grounded by construction "
+             "(grounded equals answered: a non-answer is never grounded); the unconstrained row is what the "
+             "student writes by itself.",
              markdown_table(pd.DataFrame(rows)),
              f"{len(changed)} of {len(merged)} final answers differ."]
     for _, r in changed.head(CHANGED_SHOWN).iterrows():
