@@ -37,7 +37,7 @@ import llguidance.torch
 import torch
 
 from distill.dataset.grounding import CitableNumbers
-from distill.student.chat import TOOL_CALL_RE
+from distill.student.chat import IM_END, TOOL_CALL_RE
 
 # An open number at the end of the text: digits with the separators a number or date goes on with.
 _OPEN_NUMBER = re.compile(r"\d[\d,.:/\-]*$")
@@ -113,7 +113,7 @@ class Constrainer:
 
     def __init__(self, tokenizer: Any, tools: list[dict], config: ConstrainConfig) -> None:
         self.tokenizer, self.config = tokenizer, config
-        self.eos_id = tokenizer.convert_tokens_to_ids("<|im_end|>")
+        self.eos_id = tokenizer.convert_tokens_to_ids(IM_END)
         self._grammar = None
         if config.tool_calls:
             self._llg = _llg_tokenizer(tokenizer)
