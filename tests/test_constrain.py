@@ -175,3 +175,30 @@ def test_report_puts_the_unconstrained_figures_beside_the_constrained():
     assert "| unconstrained | 0.50 [0.20, 0.80] | 0.40 | 1.00 | 0.50 |" in text and "`bad_json` ×1" in text
     assert "1 of 2 final answers differ" in text and "58 trades" in text
     assert "rules on (numbers)" in text
+
+
+def test_the_served_student_decodes_under_the_same_rules(tokenizer):
+    """A tiny model made to write spaced digits: unconstrained it invents numbers, served under the rules it
+    cites only 7.77 (or nothing)."""
+    from distill.serving.serve import StudentEngine
+    from tests.test_predict import tiny_model
+
+    model = tiny_model(tokenizer, seed=5)
+    vocab = tokenizer.get_vocab()
+    with torch.no_grad():
+        model.lm_head.weight[[vocab[str(d)] for d in range(10)]] *= 6
+        model.lm_head.weight[vocab["Ġ"]] *= 7
+    output = json.dumps({"sharpe": 7.77})
+    conversation = [{"role": "user", "content": "What Sharpe did sma_crossover get on ACME?"},
+                    {"role": "assistant", "content": "", "tool_calls": [
+                        {"name": "run_backtest", "arguments": {"model_id": "sma_crossover", "ticker": "ACME",
+                                                               "start": "2019-01-02", "end": "2023-12-29"}}]},
+                    {"role": "tool", "name": "run_backtest", "content": output}]
+    rules = ConstrainConfig(numbers=True, tool_calls=True, repeats=True)
+    texts = {}
+    for name, engine in (("free", StudentEngine(model, tokenizer, "tiny")),
+                         ("constrained", StudentEngine(model, tokenizer, "tiny", rules))):
+        texts[name] = parse_assistant(engine.complete(conversation, TOOLS, max_tokens=40).text, TOOLS)
+    assert ungrounded_numbers(texts["free"].content, [output]), texts["free"]  # the test can fail
+    assert texts["constrained"].error is None
+    assert ungrounded_numbers(texts["constrained"].content, [output]) == [], texts["constrained"]
