@@ -29,8 +29,8 @@ TINY_SLURM = {
     "student": {"gpus": 1, "train": {"epochs": 1, "max_examples": 4}},
     "predict": {"max_examples": 2, "batch_size": 2, "max_new_tokens": 24, "max_turns": 1},
 }
-GPU_RULES = {"train_student", "predict_epoch"}
-TIMEOUT_S = 900  # the plugin can hang (a failed status command); SIGKILL, since it ignores SIGTERM
+GPU_RULES = {"train_student", "predict_epoch", "predict_unconstrained"}
+TIMEOUT_S = 1500  # the plugin can hang (a failed status command); SIGKILL, since it ignores SIGTERM
 
 
 @pytest.fixture(scope="module")

@@ -53,7 +53,7 @@ def test_scorer_edit_reruns_score_selection_report_only(built, module, also):
     """claims.py also holds the suspect-gold rules, so the diagnostics (seconds) re-run with it."""
     with edited_file(built / "distill" / module):
         jobs = planned_jobs(built, REPORT)
-        assert set(jobs) == {"score_epoch", "select_epoch", "build_report"} | also
+        assert set(jobs) == {"score_epoch", "score_unconstrained", "select_epoch", "build_report"} | also
         assert jobs["score_epoch"] == 3
 
 
@@ -80,15 +80,15 @@ def test_the_ruler_is_honest_on_the_built_tree(built):
 
 def test_scoring_config_edit_reruns_score_selection_report_only(built, tmp_path):
     cfg = edited_config(built, tmp_path, {"scoring": {"query_jaccard": 0.7}})
-    assert set(planned_jobs(built, REPORT, "--configfile", cfg)) == {"score_epoch", "select_epoch", "build_report"}
+    assert set(planned_jobs(built, REPORT, "--configfile", cfg)) == {"score_epoch", "score_unconstrained", "select_epoch", "build_report"}
 
 
 def test_gold_correction_reruns_dataset_onward_never_teacher_or_grounding(built):
     fix = "train/test split; every metric covers the whole window."
     with edited_file(built / "corrections.yaml", lambda text: text.replace("train/test split.", fix)):
         jobs = planned_jobs(built, REPORT)
-        assert {"apply_corrections", "split_dataset", "train_student", "predict_epoch", "score_epoch",
-                "select_epoch", "build_report", "diagnose_dataset"} == set(jobs)
+        assert {"apply_corrections", "split_dataset", "train_student", "predict_epoch", "predict_unconstrained",
+                "score_epoch", "score_unconstrained", "select_epoch", "build_report", "diagnose_dataset"} == set(jobs)
         assert not UPSTREAM & set(jobs)
 
 
@@ -103,7 +103,7 @@ def test_a_ruler_variant_rescoring_only_and_its_comparison(built):
     """variants/strict_ruler.yaml shares every prediction: building it plans scoring onward only, and
     the comparison puts the change on the ruler."""
     target = "results/variants/strict_ruler/report.md"
-    assert set(planned_jobs(built, target)) == {"score_epoch", "select_epoch", "build_report"}
+    assert set(planned_jobs(built, target)) == {"score_epoch", "score_unconstrained", "select_epoch", "build_report"}
     proc = snakemake(built, "results/compare/strict_ruler_vs_default.md")
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-5000:]
     text = (built / "results/compare/strict_ruler_vs_default.md").read_text()
@@ -119,7 +119,8 @@ def test_a_training_variant_plans_no_data_job_and_adding_one_replans_nothing(bui
     variant.write_text("student: {train: {learning_rate: 0.0005}}\n")
     try:
         jobs = planned_jobs(built, "results/variants/lr/report.md")
-        assert set(jobs) == {"train_student", "predict_epoch", "score_epoch", "select_epoch", "build_report"}
+        assert set(jobs) == {"train_student", "predict_epoch", "predict_unconstrained", "score_epoch", "score_unconstrained",
+                             "select_epoch", "build_report"}
         assert jobs["predict_epoch"] == 2  # epochs 1-2; epoch 0 (the untrained base) is the default's
         assert planned_jobs(built, REPORT) == {}
         assert planned_jobs(built, compare) == {}
