@@ -379,8 +379,6 @@ class CitableNumbers:
     the decoder lets through is grounded by construction.
     """
 
-    UNITS = ("", "%", " bps")  # the units `forms` tries after each written value
-
     def __init__(self, tool_outputs: list[str]) -> None:
         self._source = _source_numbers(tool_outputs)
         self._dates = sorted({m.group() for o in tool_outputs for m in _DATE_RE.finditer(o) if m.group()[0].isdigit()})

@@ -80,7 +80,7 @@ def build_report(scores: dict[int, dict], tables: dict[int, pd.DataFrame], selec
     tables = {int(e): t for e, t in tables.items()}
     report_path = Path(report_path)
     losses = epoch_rows(train_metrics)
-    task, loss = selection["task_epoch"], selection["eval_loss_epoch"]
+    task, loss, last = selection["task_epoch"], selection["eval_loss_epoch"], max(scores)
     plots.metrics_by_epoch(scores, plot_paths["metrics_by_epoch"])
     plots.eval_loss_by_epoch({e: r["eval_loss"] for e, r in losses.items() if r.get("eval_loss") is not None},
                              task, loss, plot_paths["eval_loss_by_epoch"])
@@ -104,9 +104,9 @@ def build_report(scores: dict[int, dict], tables: dict[int, pd.DataFrame], selec
         epoch_table(scores, losses, selection), link["metrics_by_epoch"], link["eval_loss_by_epoch"],
         "## Per category", "Cells: tool_call / answered / grounded / judge.", category_table(scores),
         link["tool_call_by_category"],
-        *([f"## Constrained decoding (epoch {max(scores)})",
-           constraint_section(max(scores), scores[max(scores)], tables[max(scores)], *unconstrained,
-                              cfg["predict"]["constrain"])] if unconstrained else []),
+        *([f"## Constrained decoding (epoch {last})",
+           constraint_section(last, scores[last], tables[last], *unconstrained, cfg["predict"]["constrain"])]
+          if unconstrained else []),
         f"## Ruler sensitivity (epoch {task})",
         ruler_section(scores, task, tables[task], fault_counts(traces).get("query_paraphrase", 0), cfg["scoring"]),
         "## Reasons by kind", taxonomy_table(scores),

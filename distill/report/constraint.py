@@ -23,7 +23,7 @@ def constraint_section(epoch: int, constrained: dict, constrained_table: pd.Data
     rows = []
     for name, score, table in (("constrained", constrained, constrained_table),
                                ("unconstrained", unconstrained, unconstrained_table)):
-        failures = table["failure"].dropna().value_counts().to_dict() if "failure" in table else {}
+        failures = table["failure"].dropna().value_counts().to_dict()
         rows.append({"decoding": name,
                      **{m: with_ci(stat(score, m)) if m in ("tool_call", "judge") else fmt(value(score, m))
                         for m in (*HEADLINE[:1], "tool_call_strict", *HEADLINE[1:])},

@@ -13,7 +13,7 @@ parsed by `distill.student.chat.parse_assistant`; each well-formed call becomes 
 id. Decoding is greedy (sampling parameters are accepted and ignored) on `distill.student.decode.GreedyDecoder`
 with the system prompt's keys/values computed once per tool set, under the rules of `predict.constrain`
 (distill.student.constrain: numbers only from this conversation's tool results, calls that match the
-request's tool schemas, no repeated sentence).
+request's tool schemas, no repeated six-word run or sentence).
 
 stop_reason: `tool_use` when the turn holds well-formed calls (also when the token budget ran out right
 after a complete call: the parser accepts it, as prediction does), `max_tokens` when the budget ran out

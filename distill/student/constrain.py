@@ -125,6 +125,10 @@ class Constrainer:
         text = [tokenizer.convert_tokens_to_string([p]) if p is not None else "" for p in pieces]
         # Tokens that write a digit: far from a number, the only ones the number rule checks.
         self.digit = frozenset(i for i, t in enumerate(text) if _DIGIT.search(t))
+        # Tokens that can change the repeat rule's verdict: those that end in a non-word character (the last
+        # word is complete) or end a sentence; a token ending inside a word adds neither a word nor a sentence.
+        self.repeat_break = frozenset(i for i, t in enumerate(text)
+                                      if not t[-1:].isalnum() or _SENTENCE_END.search(t))
 
     def turn(self, tool_outputs: list[str]) -> TurnConstraint:
         """The constraint of one new assistant turn of a conversation whose tools returned `tool_outputs`."""
@@ -142,7 +146,6 @@ class TurnConstraint:
         self.text = ""
         self._mask = llguidance.torch.allocate_token_bitmask(1, owner._llg.vocab_size) if matcher else None
         self._viable: dict[tuple[int, str], int | None] = {}  # (head length, open number) -> _completion
-        self.rejected = 0  # candidates refused by the number or repeat rule (statistics)
 
     @property
     def in_call(self) -> bool:
@@ -165,7 +168,6 @@ class TurnConstraint:
                     break
                 if self._acceptable(token, remaining):
                     return token
-                self.rejected += 1
         return self.owner.eos_id  # nothing acceptable: end the turn (not expected: the end token closes text)
 
     def feed(self, token: int) -> None:
@@ -181,7 +183,7 @@ class TurnConstraint:
         end = token == owner.eos_id
         near = bool(_DIGIT.search(self.text[-_REACH:]))
         check_numbers = self.numbers is not None and (end or remaining <= 0 or token in owner.digit or near)
-        check_repeat = owner.config.repeats
+        check_repeat = owner.config.repeats and (end or token in owner.repeat_break)
         if not (check_numbers or check_repeat):
             return True
         text = self.text if end else self.owner.tokenizer.decode([*self.ids, token], skip_special_tokens=True)
