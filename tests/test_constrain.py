@@ -202,3 +202,26 @@ def test_the_served_student_decodes_under_the_same_rules(tokenizer):
     assert ungrounded_numbers(texts["free"].content, [output]), texts["free"]  # the test can fail
     assert texts["constrained"].error is None
     assert ungrounded_numbers(texts["constrained"].content, [output]) == [], texts["constrained"]
+
+
+def test_a_number_argument_cannot_run_on(constrainer, tokenizer):
+    """The trained student once wrote "slippage_bps": 2.0000000... until its budget ran out (bad_json):
+    with a model that always prefers "0", the grammar ends the decimals and the call closes."""
+    turn = constrainer.turn([])
+    head = ('<tool_call>{"name": "run_backtest", "arguments": {"model_id": "sma_crossover", "ticker": "ACME", '
+            '"start": "2019-01-02", "end": "2023-12-29", "slippage_bps": 2.')
+    for token in tokenizer(head, add_special_tokens=False)["input_ids"]:
+        turn.feed(token)
+    zero, ids = tokenizer.get_vocab()["0"], []
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(60):
+        logits = torch.randn(len(tokenizer), generator=gen)
+        logits[zero] += 100.0
+        token = turn.pick(logits, remaining=100)
+        turn.feed(token)
+        ids.append(token)
+        if not turn.in_call:
+            break
+    assert not turn.in_call, tokenizer.decode(ids)
+    parsed = parse_assistant(head + tokenizer.decode(ids), TOOLS)
+    assert parsed.error is None and len(parsed.calls) == 1, parsed

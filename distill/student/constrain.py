@@ -11,7 +11,8 @@ does not match its tool's schema, or the same sentence twice (config `predict.co
   `ungrounded_numbers` on random adapters.
 * tool_calls: an llguidance grammar for the whole turn (free text without '<', then `<tool_call>` blocks
   whose JSON is {"name": <tool>, "arguments": <that tool's input_schema>}, with json.dumps' separators as
-  the renderer writes them), its token mask applied to the logits at every step. Unknown tools, bad JSON
+  the renderer writes them, free strings and decimals bounded), its token mask applied to the logits at
+  every step. Unknown tools, bad JSON
   and bad arguments (enums, date patterns, numeric ranges, no unknown keys) cannot be written; a call under
   way when the token budget runs out may run on up to CALL_EXTENSION more tokens to close.
   docs/design.md "Constrained decoding" says why llguidance (mask time per token measured on this CPU).
@@ -49,6 +50,7 @@ _CLOSERS = ("", ".", ")")  # a written number may end as it is, as a list marker
 _CANDIDATES = 16  # logits tried before the whole vocabulary is sorted
 REPEAT_WORDS = 6  # a run of this many words may occur once in a turn
 MAX_STRING = 200  # characters of a free string argument in the grammar (a search query is a few words)
+NUMBER_STEP = 0.0001  # a number argument has at most four decimals in the grammar (a bps fee needs none)
 CALL_EXTENSION = 256  # tokens a call under way at the end of the budget may take to close
 
 
@@ -82,7 +84,9 @@ def _llg_tokenizer(tokenizer: Any) -> Any:
 
 
 def _bounded(schema: Any) -> Any:
-    """`schema` with a `maxLength` of MAX_STRING on every free string (no enum, const, pattern or bound)."""
+    """`schema` with a `maxLength` of MAX_STRING on every free string (no enum, const, pattern or bound) and a
+    `multipleOf` of NUMBER_STEP on every number that has none (else "2.0000000..." runs on until the
+    extension ends: seen on the trained student's what-if calls)."""
     if isinstance(schema, list):
         return [_bounded(s) for s in schema]
     if not isinstance(schema, dict):
@@ -90,13 +94,16 @@ def _bounded(schema: Any) -> Any:
     out = {k: _bounded(v) for k, v in schema.items()}
     if out.get("type") == "string" and not {"enum", "const", "pattern", "maxLength", "format"} & set(out):
         out["maxLength"] = MAX_STRING
+    if out.get("type") == "number" and "multipleOf" not in out:
+        out["multipleOf"] = NUMBER_STEP
     return out
 
 
 def turn_grammar(tools: list[dict]) -> str:
     """The Lark grammar of one assistant turn: text, then tool calls matching the tools' schemas.
 
-    Free strings are bounded (MAX_STRING) so that every call can end within the budget's extension."""
+    Free strings (MAX_STRING) and decimals (NUMBER_STEP) are bounded so that every call can end within the
+    budget's extension; the integer part of a number is bounded only by the schema's own maximum."""
     bodies = [{"type": "object", "properties": {"name": {"const": t["name"]},
                                                 "arguments": _bounded(t.get("input_schema") or {"type": "object"})},
                "required": ["name", "arguments"], "additionalProperties": False} for t in tools]
