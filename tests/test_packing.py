@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from distill.student.batches import loss_sum, packed_loss_sum
+from distill.student.batches import loss_sum, packed_loss_sum, shared_prefix_len
 from distill.student.chat import encode
 from distill.student.train import _setup_model, check_config, train
 from tests.test_student import CFG, EVAL_ROWS, TOOLS, TRAIN_ROWS
@@ -71,16 +71,29 @@ def test_gradient_checkpointing_changes_nothing_but_memory(base_model_dir: Path,
         torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-5)
 
 
+def test_gradient_checkpointing_on_the_padded_path_changes_nothing_but_memory(base_model_dir: Path, model_and_examples) -> None:
+    """The padded path reads the shared prefix from a frozen cache, so the checkpointed replay of each
+    layer sees the same keys and values as its first run (a growing cache would hand it the suffix twice)."""
+    model, tokenizer, examples = model_and_examples
+    assert shared_prefix_len(examples) > 0  # the prefix cache is in play
+    plain = _loss_and_grads(model, lambda: loss_sum(model, examples, tokenizer.pad_token_id))
+    checkpointed_model, _ = _setup_model({**PACKED, "packing": False, "gradient_checkpointing": True}, base_model_dir)
+    checkpointed_model.train()
+    checkpointed = _loss_and_grads(checkpointed_model, lambda: loss_sum(checkpointed_model, examples, tokenizer.pad_token_id))
+    assert checkpointed[0] == pytest.approx(plain[0], rel=1e-5)
+    for a, b in zip(checkpointed[2], plain[2]):
+        torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-5)
+
+
 def test_packed_training_learns(base_model_dir: Path, tmp_path: Path) -> None:
     cfg = {**CFG, "packing": True, "gradient_checkpointing": True, "epochs": 1}
     metrics = train(cfg, base_model_dir, TRAIN_ROWS, EVAL_ROWS, TOOLS, tmp_path)
     assert metrics["epochs"][1]["eval_loss"] < metrics["epochs"][0]["eval_loss"]
 
 
-def test_packing_only_switches_fail_at_start_naming_the_key() -> None:
-    for key in ("gradient_checkpointing", "liger"):
-        with pytest.raises(ValueError, match=f"train.{key}: true needs train.packing"):
-            check_config({**CFG, key: True})
+def test_liger_without_packing_fails_at_start_naming_the_key() -> None:
+    with pytest.raises(ValueError, match="train.liger: true needs train.packing"):
+        check_config({**CFG, "liger": True})
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error raised without CUDA")

@@ -11,7 +11,8 @@ Both run the output head only on labelled positions.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -47,6 +48,45 @@ def shared_prefix_len(examples: list[dict]) -> int:
     return n
 
 
+class PrefixCache(DynamicCache):
+    """The shared prefix's keys and values, read-only once `freeze` is called.
+
+    A frozen cache returns prefix + new states without storing the new ones, so running a layer twice
+    (gradient checkpointing recomputes each layer in the backward pass) reads the same states both times;
+    a growing cache would hand the replay the suffix twice.
+    """
+
+    frozen = False
+
+    def freeze(self) -> None:
+        self.frozen = True
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, layer_idx: int, *args, **kwargs):
+        if not self.frozen:
+            return super().update(key_states, value_states, layer_idx, *args, **kwargs)
+        layer = self.layers[layer_idx]
+        return torch.cat([layer.keys, key_states], dim=-2), torch.cat([layer.values, value_states], dim=-2)
+
+
+@contextmanager
+def _checkpointing(decoder: Any, *, on: bool) -> Iterator[None]:
+    """Checkpoint the decoder's layers (when enabled at setup) only where `on`, reading a read-only cache.
+
+    The prefix pass writes the cache, so it runs un-checkpointed (one sequence a batch: its activations are
+    small); the suffix pass reads the frozen cache, which transformers allows a checkpointed layer to keep
+    only when told the layer does not write it (`_can_checkpoint_with_cache`).
+    """
+    layers = [m for m in decoder.modules() if hasattr(m, "_can_checkpoint_with_cache")]
+    saved = [(m.gradient_checkpointing, m._can_checkpoint_with_cache) for m in layers]
+    for m, (enabled, _) in zip(layers, saved):
+        m.gradient_checkpointing, m._can_checkpoint_with_cache = enabled and on, True
+    try:
+        yield
+    finally:
+        for m, (enabled, can) in zip(layers, saved):
+            m.gradient_checkpointing, m._can_checkpoint_with_cache = enabled, can
+
+
 def loss_tokens(example: dict) -> int:
     return sum(label != IGNORE for label in example["labels"][1:])
 
@@ -70,17 +110,20 @@ def loss_sum(model: Any, examples: list[dict], pad_id: int) -> tuple[torch.Tenso
     n_prefix = shared_prefix_len(examples) if len(examples) > 1 else 0
     batch = collate([{k: v[n_prefix:] for k, v in e.items()} for e in examples], pad_id, model.device)
     if n_prefix:
-        cache = DynamicCache(config=base.config)
-        decoder(input_ids=torch.tensor([examples[0]["input_ids"][:n_prefix]], device=model.device), cache=cache)
+        cache = PrefixCache(config=base.config)
+        with _checkpointing(decoder, on=False):
+            decoder(input_ids=torch.tensor([examples[0]["input_ids"][:n_prefix]], device=model.device), cache=cache)
         cache.batch_repeat_interleave(len(examples))
+        cache.freeze()
         prefix_mask = torch.ones(len(examples), n_prefix, dtype=batch["attention_mask"].dtype, device=model.device)
         positions = torch.arange(n_prefix, n_prefix + batch["input_ids"].shape[1], device=model.device)
-        hidden = decoder(
-            input_ids=batch["input_ids"],
-            attention_mask=torch.cat([prefix_mask, batch["attention_mask"]], dim=1),  # [B, prefix + width]
-            position_ids=positions.expand(len(examples), -1),
-            cache=cache,
-        ).last_hidden_state
+        with _checkpointing(decoder, on=True):
+            hidden = decoder(
+                input_ids=batch["input_ids"],
+                attention_mask=torch.cat([prefix_mask, batch["attention_mask"]], dim=1),  # [B, prefix + width]
+                position_ids=positions.expand(len(examples), -1),
+                cache=cache,
+            ).last_hidden_state
     else:
         hidden = decoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
     labels = batch["labels"][:, 1:]  # token t is predicted from position t-1

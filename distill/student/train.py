@@ -58,11 +58,8 @@ def check_config(cfg: dict) -> None:
     targets = cfg["lora"]["target_modules"]
     if targets != "all-linear" and not (isinstance(targets, list) and targets):
         raise ValueError(f"train.lora.target_modules must be 'all-linear' or a non-empty list, got {targets!r}")
-    # The padded path feeds a shared-prefix key/value cache, which checkpointed layers drop, and has
-    # no place for a fused head: both need the packed path.
-    for key in ("gradient_checkpointing", "liger"):
-        if cfg[key] and not cfg["packing"]:
-            raise ValueError(f"train.{key}: true needs train.packing: true")
+    if cfg["liger"] and not cfg["packing"]:  # the padded path has no place for a fused head
+        raise ValueError("train.liger: true needs train.packing: true")
 
 
 def linear_module_names(model: torch.nn.Module) -> list[str]:
