@@ -15,7 +15,8 @@ log = setup_logging(snakemake.log[0])
 log.info("torch threads: %d", use_available_cores())
 cfg = snakemake.params.cfg
 train_df = sample_per_category(read_parquet(snakemake.input.train, required=("trace_id", "messages")),
-                               cfg["student"]["train"]["max_examples"], cfg["seed"])
+                               cfg["student"]["train"]["max_examples"], cfg["seed"],
+                               cfg["student"]["train"]["category_weights"])
 eval_df = sample_per_category(read_parquet(snakemake.input.eval, required=("trace_id", "messages")),
                               cfg["student"]["train"]["max_eval_examples"], cfg["seed"])
 log.info("training on %d conversations %s, eval loss on %d", len(train_df),

@@ -38,8 +38,8 @@ def test_grid_skips_illegal_pairs_and_ids_are_unique(grid) -> None:
 
 def test_methodology_questions_saturate(grid) -> None:
     method = grid[grid["category"] == "methodology"]
-    # 16 questions (3 templates x 5 models + the options one) asked once per ticker, each its own gold plan
-    assert method["question"].nunique() == method["gold_calls"].nunique() == 16 < len(method) / 4
+    # 26 questions (5 templates x 5 models + the options one) asked once per ticker, each its own gold plan
+    assert method["question"].nunique() == method["gold_calls"].nunique() == 26 < len(method) / 4
 
 
 def test_gold_plans_run_cleanly_and_leave_costs_at_the_tool_default(grid) -> None:

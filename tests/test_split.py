@@ -82,3 +82,12 @@ def test_sample_per_category_balances_and_is_deterministic():
     assert s["category"].value_counts().to_dict() == {"data_source": 4, "methodology": 4, "what_if": 4}
     assert list(s["trace_id"]) == list(sample_per_category(df.iloc[::-1], 12, seed=7)["trace_id"])
     assert len(sample_per_category(df, 0, seed=7)) == len(df)
+
+
+def test_sample_per_category_weights_buy_a_category_more_rows_from_the_same_budget():
+    df = _frame()
+    s = sample_per_category(df, 12, seed=7, weights={"what_if": 2.0})
+    assert s["category"].value_counts().to_dict() == {"what_if": 6, "data_source": 3, "methodology": 3}
+    # a category that runs out (methodology: 60 rows) hands its turns to the others
+    s = sample_per_category(df, 100, seed=7, weights={"methodology": 10.0})
+    assert s["category"].value_counts().to_dict()["methodology"] == 60 and len(s) == 100

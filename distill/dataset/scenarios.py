@@ -1,7 +1,7 @@
 """The scenario grid: model × legal ticker × question template, each with its gold tool plan.
 
 Templates are deliberately few. Methodology questions do not mention the ticker, so the grid asks the
-same sixteen methodology questions many times over: that saturation is real in production data and the
+same twenty-six methodology questions many times over: that saturation is real in production data and the
 diagnostics must show it. Each methodology query names the model, so every methodology question has a
 gold plan of its own and the split can hold out enough distinct ones to measure (split.min_eval_groups).
 """
@@ -44,6 +44,10 @@ TEMPLATES: tuple[Template, ...] = (
              query="{name} look-ahead bias next bar execution"),
     Template("method_costs", "methodology", "How do trading costs affect {name}'s results?",
              query="{name} fees slippage costs"),
+    Template("method_period", "methodology", "Over which period are {name}'s reported results measured?",
+             query="{name} metrics reported period"),
+    Template("method_fit", "methodology", "Is anything in {name} fitted to the data?",
+             query="{name} fitted parameters"),
     Template("method_options", "methodology", "How are the option premiums of {name} priced?",
              options_only=True, query="option premium Black-Scholes realised volatility"),
 )

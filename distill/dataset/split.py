@@ -78,15 +78,19 @@ def split_dataset(df: pd.DataFrame, eval_fraction: float, seed: int, group_by: s
     return train, evals
 
 
-def sample_per_category(df: pd.DataFrame, n: int, seed: int) -> pd.DataFrame:
-    """At most `n` rows (0 = all), spread evenly over categories, chosen by a seeded hash of trace_id.
+def sample_per_category(df: pd.DataFrame, n: int, seed: int, weights: dict[str, float] | None = None) -> pd.DataFrame:
+    """At most `n` rows (0 = all), spread over categories in proportion to `weights` (1 where unnamed:
+    evenly), chosen by a seeded hash of trace_id.
 
     Keeps the CPU default affordable (training tokens and generation are the budget) without letting
-    the largest category crowd out the others.
+    the largest category crowd out the others; a weight above 1 buys a category more rows from the same
+    budget (a category that runs out gives its turns to the others).
     """
     if n <= 0 or n >= len(df):
         return df.reset_index(drop=True)
+    weights = weights or {}
     ordered = df.assign(_rank=[_rank(seed, t) for t in df["trace_id"]]).sort_values("_rank")
-    ordered["_pos"] = ordered.groupby("category").cumcount()
-    picked = ordered.sort_values(["_pos", "_rank"]).head(n)  # round-robin over categories
+    # weighted round-robin: a category of weight w takes its k-th row at turn k / w
+    ordered["_pos"] = ordered.groupby("category").cumcount() / ordered["category"].map(lambda c: weights.get(c, 1.0))
+    picked = ordered.sort_values(["_pos", "_rank"]).head(n)
     return picked.sort_values("_rank").drop(columns=["_rank", "_pos"]).reset_index(drop=True)

@@ -37,7 +37,7 @@ CONFIG_KEYS = {
     "batch_size", "grad_accum", "warmup_ratio", "weight_decay", "packing", "gradient_checkpointing", "liger",
 }  # fmt: skip
 LORA_KEYS = {"r", "alpha", "dropout", "target_modules", "layers_to_transform"}
-DATA_KEYS = ("max_examples", "max_eval_examples", "first_turn_share")  # which rows, not how to train
+DATA_KEYS = ("max_examples", "max_eval_examples", "category_weights", "first_turn_share")  # which rows, not how to train
 MAX_GRAD_NORM = 1.0  # clip: small batches at LoRA learning rates (1e-4..1e-3) spike otherwise
 SCALED_LOGITS = ("final_logit_softcapping", "logit_scale")  # heads that are more than lm_head(hidden)
 StepLoss = Callable[[Any, list[dict]], tuple[torch.Tensor, int]]  # (model, examples) -> (summed loss, tokens)

@@ -36,6 +36,9 @@ PARAPHRASES: dict[str, tuple[str, ...]] = {
                          "look-ahead bias signal timing {name} backtest"),
     "method_costs": ("how fees and slippage change {name} returns", "{name} transaction cost model",
                      "trading costs basis points {name}"),
+    "method_period": ("{name} out-of-sample or full period results", "which dates {name} metrics cover",
+                      "{name} reporting window"),
+    "method_fit": ("what does {name} fit", "{name} machine learned or rule-based", "{name} estimated parameters"),
     "method_options": ("Black-Scholes option pricing realised volatility", "how covered call premium is priced",
                        "option premium pricing volatility model"),
 }
@@ -136,6 +139,18 @@ class OfflineTeacher:
         elif sc["template_id"] == "method_lookahead":
             core = (f"{model.name} trades on the bar after each signal, so a position never uses the close "
                     f"that produced it.")
+        elif sc["template_id"] == "method_period" and model.kind == "ml":
+            core = f"{model.name} reports every metric out-of-sample, on the last 20% of the window only."
+        elif sc["template_id"] == "method_period":
+            core = (f"{model.name} has nothing to fit, so its results are measured over the full period of the "
+                    f"requested window.")
+        elif sc["template_id"] == "method_fit" and model.kind == "ml":
+            core = (f"{model.name} is machine-learned: it fits a ridge regression that forecasts daily returns "
+                    f"from the last 5 daily returns and a 20-day volume z-score, on the training part of a chronological "
+                    f"train/test split.")
+        elif sc["template_id"] == "method_fit":
+            core = (f"{model.name} is rule-based: its parameters are fixed settings and nothing is fitted, so it "
+                    f"needs no train/test split.")
         elif model.kind == "ml":
             core = (f"{model.name} is fitted on a chronological 80/20 train/test split and reports its results "
                     f"out-of-sample on the held-out end of the window.")
