@@ -49,7 +49,7 @@ UNGROUNDED = [
 
 @pytest.fixture(scope="module")
 def constrainer(tokenizer) -> Constrainer:
-    return Constrainer(tokenizer, TOOLS, ConstrainConfig(numbers=True, tool_calls=True, repeats=True))
+    return Constrainer(tokenizer, TOOLS, ConstrainConfig(numbers=True, tool_calls=True, repeats="block"))
 
 
 def _walk(constrainer: Constrainer, text: str) -> tuple[int | None, bool]:
@@ -57,10 +57,10 @@ def _walk(constrainer: Constrainer, text: str) -> tuple[int | None, bool]:
     turn = constrainer.turn(OUTPUTS)
     ids = constrainer.tokenizer(text, add_special_tokens=False)["input_ids"]
     for k, token in enumerate(ids):
-        if not turn._acceptable(token, remaining=100):
+        if turn._refusal(token, remaining=100) is not None:
             return k, False
         turn.feed(token)
-    return None, turn._acceptable(constrainer.eos_id, remaining=100)
+    return None, turn._refusal(constrainer.eos_id, remaining=100) is None
 
 
 @pytest.mark.parametrize("answer", GROUNDED)
@@ -99,8 +99,8 @@ def test_an_open_number_must_close_within_the_budget(constrainer):
     for token in constrainer.tokenizer("It paid $4,879.", add_special_tokens=False)["input_ids"]:
         turn.feed(token)
     seven = constrainer.tokenizer("7", add_special_tokens=False)["input_ids"][0]
-    assert turn._acceptable(seven, remaining=2)  # "$4,879.7" -> "$4,879.78 " takes "8" and a closing token
-    assert not turn._acceptable(seven, remaining=1)
+    assert turn._refusal(seven, remaining=2) is None  # "$4,879.7" -> "$4,879.78 " takes "8" and a closing token
+    assert turn._refusal(seven, remaining=1) is not None
 
 
 def test_the_grammar_bounds_free_strings_only():
@@ -152,7 +152,7 @@ def test_predict_with_the_rules_on_a_random_model_never_fails_to_parse_nor_inven
                                            "Fees of 25 bps: what changes?", "List the models.")]
     records = predict(tiny_model(tokenizer, seed=3), tokenizer, questions, TOOLS, lambda name, args: BACKTEST,
                       max_turns=2, max_new_tokens=24, batch_size=4,
-                      constrain=ConstrainConfig(numbers=True, tool_calls=True, repeats=True))
+                      constrain=ConstrainConfig(numbers=True, tool_calls=True, repeats="block"))
     for r in records:
         assert r["failure"] not in PARSE_ERRORS, r["raw_turns"]
         assert ungrounded_numbers(r["pred_answer"], r["tool_outputs"]) == [], r["pred_answer"]
@@ -194,7 +194,7 @@ def test_the_served_student_decodes_under_the_same_rules(tokenizer):
                         {"name": "run_backtest", "arguments": {"model_id": "sma_crossover", "ticker": "ACME",
                                                                "start": "2019-01-02", "end": "2023-12-29"}}]},
                     {"role": "tool", "name": "run_backtest", "content": output}]
-    rules = ConstrainConfig(numbers=True, tool_calls=True, repeats=True)
+    rules = ConstrainConfig(numbers=True, tool_calls=True, repeats="block")
     texts = {}
     for name, engine in (("free", StudentEngine(model, tokenizer, "tiny")),
                          ("constrained", StudentEngine(model, tokenizer, "tiny", rules))):
@@ -225,3 +225,38 @@ def test_a_number_argument_cannot_run_on(constrainer, tokenizer):
     assert not turn.in_call, tokenizer.decode(ids)
     parsed = parse_assistant(head + tokenizer.decode(ids), TOOLS)
     assert parsed.error is None and len(parsed.calls) == 1, parsed
+
+
+def test_stop_mode_ends_a_looping_turn_at_its_last_complete_sentence(tokenizer):
+    """A model that wants to say the same sentence forever: `block` writes something else, `stop` ends the
+    turn where the repeat would begin, cut back to the sentence before it; neither repeats a sentence."""
+    sentence = tokenizer(" It uses daily closes.", add_special_tokens=False)["input_ids"]
+    texts = {}
+    for mode in ("block", "stop", "off"):
+        turn = Constrainer(tokenizer, TOOLS, ConstrainConfig(numbers=True, tool_calls=True, repeats=mode)).turn([])
+        gen = torch.Generator().manual_seed(0)
+        for step in range(3 * len(sentence)):
+            logits = torch.randn(len(tokenizer), generator=gen)
+            logits[sentence[step % len(sentence)]] += 100.0  # the loop, by far the most likely token
+            token = turn.pick(logits, remaining=100)
+            turn.feed(token)
+            if token == turn.owner.eos_id:
+                break
+        texts[mode] = turn.final_text
+    assert _repeats(texts["off"], closed=True)  # the test can fail
+    assert texts["stop"].strip() == "It uses daily closes.", texts["stop"]
+    assert not _repeats(texts["block"], closed=True) and texts["block"].strip().startswith("It uses daily closes."), texts
+
+
+def test_the_unpacked_grammar_mask_equals_llguidances(constrainer, tokenizer):
+    import llguidance.torch
+
+    turn = constrainer.turn([])
+    for text in ("The answer", ' <tool_call>{"name": "run_backtest", "arguments": {"model_id": "sma'):
+        for token in tokenizer(text, add_special_tokens=False)["input_ids"]:
+            turn.feed(token)
+        llguidance.torch.fill_next_token_bitmask(turn.matcher, turn._mask, 0)
+        reference = torch.zeros(1, len(tokenizer))
+        llguidance.torch.apply_token_bitmask_inplace(reference, turn._mask)
+        allowed = turn._allowed(len(tokenizer))
+        assert torch.equal(allowed, reference[0] == 0) and 0 < int(allowed.sum()) < len(tokenizer)

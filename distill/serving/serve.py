@@ -218,7 +218,7 @@ class StudentEngine:
                 outputs = [m["content"] for m in conversation if m["role"] == "tool"]
                 constraints = [constrainer.turn(outputs)] if constrainer else None
                 new = decoder.generate([ids], max_tokens, constraints=constraints)[0]
-                text = self.tokenizer.decode(new, skip_special_tokens=True)
+                text = constraints[0].final_text if constraints else self.tokenizer.decode(new, skip_special_tokens=True)
                 ended = bool(new) and new[-1] == self.eos_id
                 n_out = len(new)
             else:

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import torch
 from peft import PeftModel
 from transformers import GenerationConfig
@@ -29,6 +30,8 @@ from transformers import GenerationConfig
 from distill.student.chat import IM_END, generation_prompt, parse_assistant
 from distill.student.constrain import UNCONSTRAINED, ConstrainConfig, Constrainer
 from distill.student.decode import GreedyDecoder, RowCache, common_prefix_len, unsupported
+from distill.dataset.split import sample_per_category
+from distill.io import dumps
 from distill.student.base_model import load_base
 
 log = logging.getLogger(__name__)
@@ -212,6 +215,8 @@ def _loop_cached(
             new = decoder.generate(ids, max_new_tokens, [caches[i] for i in active], store=turn < max_turns,
                                    constraints=constraints)
             texts = tokenizer.batch_decode(new, skip_special_tokens=True)
+            if constraints:  # a turn the repeat rule stopped counts up to its cut
+                texts = [turn.final_text for turn in constraints]
             active = [i for i, text in zip(active, texts) if runs[i].step(text, tools, execute)]
             caches = {i: caches[i] for i in active}
         for i in active:
@@ -223,3 +228,25 @@ def _loop_cached(
         len(runs), turn_counts[1:], n_prefix, decoder.prefill_tokens, decoder.generated_tokens, decoder.steps,
         seconds, decoder.generated_tokens / seconds, batch_size,
     )  # fmt: skip
+
+
+def held_out_questions(evals: pd.DataFrame, max_examples: int, seed: int) -> pd.DataFrame:
+    """The distinct held-out questions the student answers (`predict.max_examples`, spread over categories).
+
+    One row per distinct question: the grid repeats methodology questions, and greedy decoding would answer
+    every copy the same way, so copies would only weigh that question more in the scores."""
+    return sample_per_category(evals.drop_duplicates("question"), max_examples, seed)
+
+
+def prediction_frame(questions: pd.DataFrame, records: list[dict]) -> pd.DataFrame:
+    """The predictions artifact (CONTRACTS.md): the questions' identity and gold, and what `predict` recorded."""
+    return pd.DataFrame({
+        **{c: questions[c] for c in ("trace_id", "category", "model_id", "model_kind", "ticker", "question", "gold_calls")},
+        "gold_answer": questions["final_answer"],
+        "pred_calls": [dumps(r["pred_calls"]) for r in records],
+        "pred_answer": [r["pred_answer"] for r in records],
+        "tool_outputs": [dumps(r["tool_outputs"]) for r in records],
+        "failure": [r["failure"] for r in records],
+        "n_turns": [r["n_turns"] for r in records],
+        "raw_turns": [dumps(r["raw_turns"]) for r in records],
+    })
