@@ -260,3 +260,14 @@ def test_the_unpacked_grammar_mask_equals_llguidances(constrainer, tokenizer):
         llguidance.torch.apply_token_bitmask_inplace(reference, turn._mask)
         allowed = turn._allowed(len(tokenizer))
         assert torch.equal(allowed, reference[0] == 0) and 0 < int(allowed.sum()) < len(tokenizer)
+
+
+def test_a_newline_closes_the_number_before_it(constrainer, tokenizer):
+    """"13" is citable only as "13.4%": a newline after it closes it, so the newline is refused. (With "$" in the
+    open-number pattern, which also matches before a final newline, "13" stayed open and the newline passed:
+    a trained student's "alpha 10,\\n" then ended its budget ungrounded.)"""
+    turn = constrainer.turn(OUTPUTS)
+    for token in tokenizer("It returned 13", add_special_tokens=False)["input_ids"]:
+        turn.feed(token)
+    newline = tokenizer("\n", add_special_tokens=False)["input_ids"][0]
+    assert turn._refusal(newline, remaining=100) == "number"

@@ -44,7 +44,7 @@ from distill.dataset.grounding import CitableNumbers
 from distill.student.chat import IM_END, TOOL_CALL_RE
 
 # An open number at the end of the text: digits with the separators a number or date goes on with.
-_OPEN_NUMBER = re.compile(r"\d[\d,.:/\-]*$")
+_OPEN_NUMBER = re.compile(r"\d[\d,.:/\-]*\Z")  # \Z: "$" also matches before a final newline
 _DIGIT = re.compile(r"\d")
 _SENTENCE_END = re.compile(r"[.!?\n]")
 # How far back a token without digits can change what the matcher reads (a count noun after a word).
