@@ -162,12 +162,12 @@ def test_a_scenario_that_keeps_failing(tmp_path, monkeypatch, caplog, share):
     with AnthropicServer(GridResponder(fail=failing)) as server:
         monkeypatch.setenv("ANTHROPIC_BASE_URL", server.url)
         if share == 0.0:
-            with pytest.raises(TeacherFailed, match=r"1 of 8 scenarios failed \(teacher.anthropic.max_missing_share"):
+            with pytest.raises(TeacherFailed, match=r"1 of 10 scenarios failed \(teacher.anthropic.max_missing_share"):
                 build_traces(cfg, scenarios, out, tmp_path / "cache")
             assert not out.exists()
             return
         build_traces(cfg, scenarios, out, tmp_path / "cache")
-    assert "1 of 8 scenarios missing" in caplog.text
+    assert "1 of 10 scenarios missing" in caplog.text
     traces = pd.read_parquet(out)
     assert len(traces) == len(GRID)
     bad = traces[traces["teacher_error"].notna()]

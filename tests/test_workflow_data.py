@@ -19,7 +19,7 @@ def built(tmp_path_factory):
 
 def test_data_half_builds_and_shows_the_injected_faults(built):
     traces = pd.read_parquet(built / "results/traces.parquet")
-    assert 250 <= len(traces) <= 320
+    assert 300 <= len(traces) <= 420
     assert (traces["backend"] == "offline-simulator").all()
     rejected = pd.read_parquet(built / "results/grounding_rejected.parquet")
     assert set(rejected["reason"]) == {"ungrounded_number"}
@@ -31,7 +31,7 @@ def test_data_half_builds_and_shows_the_injected_faults(built):
     assert (before["issue"] == "split_claim_on_rule_model").sum() > 10
     assert after.empty
     sat = pd.read_parquet(built / "results/diagnostics/saturation.parquet").set_index("category")
-    assert sat.loc["methodology", "n_unique_questions"] == 16 < sat.loc["methodology", "n_rows"] / 4
+    assert sat.loc["methodology", "n_unique_questions"] == 26 < sat.loc["methodology", "n_rows"] / 4
     train = pd.read_parquet(built / "results/split/train.parquet")
     evals = pd.read_parquet(built / "results/split/eval.parquet")
     assert set(train["question"]).isdisjoint(evals["question"])

@@ -39,7 +39,7 @@ def test_one_more_ticker_pays_only_for_the_new_scenarios(tmp_path, monkeypatch):
         assert proc.returncode == 0, proc.stderr[-3000:]
         first = len(server.messages())
         assert first == 2 * len(pd.read_parquet(wd / "results" / "traces.parquet"))
-        assert "- scenarios: 8" in (wd / "results" / "teacher" / "estimate.md").read_text()
+        assert "- scenarios: 10" in (wd / "results" / "teacher" / "estimate.md").read_text()
 
         cfg = edited_config(wd, tmp_path, {"scenarios": {"tickers": ["ACME", "BOLT"]}})
         assert set(planned_jobs(wd, "results/grounded.parquet", "--configfile", cfg)) == {
@@ -50,7 +50,7 @@ def test_one_more_ticker_pays_only_for_the_new_scenarios(tmp_path, monkeypatch):
     traces = pd.read_parquet(wd / "results" / "traces.parquet")
     bolt = traces["question"].str.contains("BOLT")
     # Methodology questions name no ticker: BOLT's are ACME's, answered from the cache.
-    assert len(traces) == 16 and 0 < bolt.sum() < 8 and len(new) == 2 * bolt.sum()
+    assert len(traces) == 20 and 0 < bolt.sum() < 10 and len(new) == 2 * bolt.sum()
     assert all("BOLT" in body["messages"][0]["content"] for body in new)
     assert traces["teacher_error"].isna().all()
     assert len(pd.read_parquet(wd / "results" / "grounded.parquet")) == len(traces)
