@@ -6,7 +6,7 @@ from distill.serving.assistant import make_teacher_backend
 from distill.io import read_parquet, setup_logging, write_json, write_parquet, write_text
 from distill.serving.serve import StudentEngine
 from distill.serving.serve_eval import consistency, render_markdown, run_modes, summarise
-from distill.student.base_model import resolve_base, use_available_cores
+from distill.student.base_model import native_autocast, resolve_base, use_available_cores
 from distill.student.constrain import ConstrainConfig
 
 log = setup_logging(snakemake.log[0])
@@ -25,7 +25,8 @@ rows = run_modes(engine, scores, scenarios, teacher, cfg, host=cfg["serve"]["hos
 summary = summarise(rows)
 agreement = consistency(rows, scores)
 meta = {"scores": scores_path, "adapter": adapter, "base": resolve_base(snakemake.input.base),
-        "autocast": cfg["student"]["autocast"] if cfg["student"]["quantization"] == "none" else None,
+        "autocast": (native_autocast(cfg["student"]["autocast"], engine.model.device)
+                     if cfg["student"]["quantization"] == "none" else None),
         "teacher_backend": cfg["teacher"]["backend"], "teacher_model": cfg["teacher"]["model"],
         "machine": f"{platform.machine()} CPU, {threads} torch threads, no GPU"}
 write_parquet(rows, snakemake.output.table)

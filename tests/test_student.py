@@ -17,7 +17,8 @@ from safetensors.torch import load_file
 
 from distill.student.chat import IM_END, LOOP_FAILURES
 from distill.student.predict import load_student, predict
-from distill.student.base_model import load_base
+from distill.student import base_model
+from distill.student.base_model import for_inference, load_base, native_autocast
 from distill.student.chat import encode
 from distill.student.batches import loss_sum, shared_prefix_len
 from distill.student.train import _setup_model, check_config, train
@@ -90,6 +91,20 @@ def test_check_config_names_the_bad_key() -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("native", [True, False])
+def test_autocast_auto_casts_only_where_bf16_is_native(monkeypatch, native: bool) -> None:
+    monkeypatch.setattr(base_model, "native_bf16", lambda device: native)
+    cpu = torch.device("cpu")
+    assert native_autocast("auto", cpu) == ("bfloat16" if native else None)
+    assert native_autocast("bfloat16", cpu) == "bfloat16" and native_autocast(None, cpu) is None  # as configured
+    model = torch.nn.Linear(2, 2)
+    model.device = cpu
+    assert for_inference(model, "auto", "none").weight.dtype == (torch.bfloat16 if native else torch.float32)
+    assert for_inference(model.float(), None, "none").weight.dtype == torch.float32
+    with pytest.raises(ValueError, match="autocast must be one of .*'auto' or null, got 'float16'"):
+        native_autocast("float16", cpu)
+
+
 def test_converted_checkpoint_is_plain_and_pads_apart_from_eos(base_model_dir: Path) -> None:
     assert (base_model_dir / "model.safetensors").is_file()
     assert "quantization_config" not in json.loads((base_model_dir / "config.json").read_text())

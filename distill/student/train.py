@@ -28,7 +28,7 @@ from distill.student.batches import HeadLoss, loss_sum, loss_tokens, micro_batch
 from distill.student.chat import IGNORE, encode, first_turn
 from distill.student.checkpoints import fingerprint, resume, save_epoch
 from distill.io import write_json
-from distill.student.base_model import QUANTIZATIONS, autocast, load_base
+from distill.student.base_model import QUANTIZATIONS, autocast, load_base, native_autocast
 
 log = logging.getLogger(__name__)
 
@@ -208,6 +208,8 @@ def train(
 
     # setup, in order: seed + model + adapters, step loss, data, optimizer + schedule, then state from a resume
     model, tokenizer = _setup_model(cfg, Path(base_dir))
+    cfg = {**cfg, "autocast": native_autocast(cfg["autocast"], model.device)}  # recorded as resolved
+    log.info("mixed precision: %s", cfg["autocast"] or "off (float32)")
     step_loss = _setup_loss(cfg, tokenizer.pad_token_id)
     train_data = _setup_data(train_rows, tools, tokenizer, cfg["max_seq_len"], "train")
     eval_data = _setup_data(eval_rows, tools, tokenizer, cfg["max_seq_len"], "eval")
