@@ -6,7 +6,7 @@ every linear layer. Each setting runs `--repeats` times, alternating, after one 
 writes bench/results/cpu_autocast.json: median seconds, tokens/s, the ratio, and the loss of each
 (mixed precision must learn the same thing: the losses agree to ~1e-2).
 
-    python bench/cpu_autocast.py [--base results/base_model] [--repeats 3] [--out FILE]
+    python bench/cpu_autocast.py [--base results/base_model] [--repeats 3] [--examples 4] [--out FILE]
 
 bench/results/cpu_autocast.json was measured on an AVX512 CPU with avx512_bf16 (bf16 2.0x faster);
 cpu_autocast_avx2.json on an AVX2 CPU without native bf16, where bf16 is many times slower: why the
@@ -52,13 +52,14 @@ def main() -> int:
     parser.add_argument("--train", type=Path, default=Path("results/split/train.parquet"))
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument("--examples", type=int, default=4, help="conversations in the batch")
     args = parser.parse_args()
     if not args.base.is_dir():
         prepare_base("embedded", args.base)
     torch.set_num_threads(len(os.sched_getaffinity(0)))
     cfg = {"seed": 0, "quantization": "none", "dtype": "float32", "lora": LORA, "gradient_checkpointing": False}
     model, tokenizer = _setup_model(cfg, args.base)
-    examples = batch(tokenizer, args.train)
+    examples = batch(tokenizer, args.train, args.examples)
     tokens = sum(len(e["input_ids"]) for e in examples)
     times: dict[str, list[float]] = {"float32": [], "bfloat16": []}
     losses: dict[str, float] = {}
