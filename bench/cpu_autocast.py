@@ -30,7 +30,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from distill.student.batches import loss_sum  # noqa: E402
 from distill.student.chat import encode  # noqa: E402
-from distill.student.base_model import autocast, load_base, prepare_base  # noqa: E402
+from distill.student.base_model import autocast, load_base, native_bf16, prepare_base  # noqa: E402
 from distill.student.train import _setup_model  # noqa: E402
 from distill.workbench.tools import TOOLS  # noqa: E402
 
@@ -77,7 +77,7 @@ def main() -> int:
     figures = {
         "machine": f"{platform.machine()}, {torch.get_num_threads()} threads, "
                    f"cpu capability {torch.backends.cpu.get_cpu_capability()}, "
-                   f"native bf16 {torch.ops.mkldnn._is_mkldnn_bf16_supported()}",
+                   f"native bf16 {native_bf16(torch.device('cpu'))}",
         "batch_tokens": tokens,
         "seconds_median": median,
         "seconds_all": times,

@@ -90,7 +90,6 @@ def test_check_config_names_the_bad_key() -> None:
         check_config({**CFG, "quantization": "int8"})
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("native", [True, False])
 def test_autocast_auto_casts_only_where_bf16_is_native(monkeypatch, native: bool) -> None:
     monkeypatch.setattr(base_model, "native_bf16", lambda device: native)
@@ -105,6 +104,7 @@ def test_autocast_auto_casts_only_where_bf16_is_native(monkeypatch, native: bool
         native_autocast("float16", cpu)
 
 
+@pytest.mark.slow
 def test_converted_checkpoint_is_plain_and_pads_apart_from_eos(base_model_dir: Path) -> None:
     assert (base_model_dir / "model.safetensors").is_file()
     assert "quantization_config" not in json.loads((base_model_dir / "config.json").read_text())

@@ -19,7 +19,7 @@ def built(tmp_path_factory):
 
 def test_data_half_builds_and_shows_the_injected_faults(built):
     traces = pd.read_parquet(built / "results/traces.parquet")
-    assert 300 <= len(traces) <= 420
+    assert 320 <= len(traces) <= 400
     assert (traces["backend"] == "offline-simulator").all()
     rejected = pd.read_parquet(built / "results/grounding_rejected.parquet")
     assert set(rejected["reason"]) == {"ungrounded_number"}

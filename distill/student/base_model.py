@@ -101,8 +101,8 @@ def quantization_config(quantization: str, dtype: str = "float32") -> BitsAndByt
 def native_autocast(mixed: str | None, device: torch.device) -> str | None:
     """`student.autocast: auto` resolved for `device`: bfloat16 where it computes bf16 natively, else off.
 
-    Why not bf16 everywhere: on a CPU without avx512 (AVX2 only) oneDNN has no bf16 kernels, and a bf16
-    matmul ran ~47x slower than float32 there (a training step: bench/results/cpu_autocast_avx2.json);
+    Why not bf16 everywhere: on a CPU without avx512 (AVX2 only) oneDNN has no bf16 kernels, and a training
+    step ran 25x slower under bf16 autocast than in float32 there (bench/results/cpu_autocast_avx2.json);
     with avx512_bf16 or AMX, or on a GPU with bf16, it is the faster one (bench/results/cpu_autocast.json).
     """
     if mixed != "auto":
