@@ -76,6 +76,21 @@ def test_an_ungrounded_answer_is_refused_before_it_ends(constrainer, answer):
     assert refused_at is not None or not end_ok
 
 
+@pytest.mark.parametrize("answer", ["The drawdown was -3.4ebted to ACME.", "It made 57trades.", "Fees of 10bpsx."])
+def test_letters_glued_to_a_number_are_refused_though_the_matcher_cites_none(constrainer, answer):
+    """The matcher reads digits before letters as an identifier and checks none of them ("-3.4ebted" passes
+    it), so a student could write any number that way: the decoder allows only a unit or an ordinal there."""
+    assert ungrounded_numbers(answer.replace("57", "58").replace("3.4", "9.9"), OUTPUTS) == []
+    refused_at, end_ok = _walk(constrainer, answer)
+    assert refused_at is not None or not end_ok
+
+
+def test_units_glued_to_a_number_are_accepted(constrainer):
+    answer = "Fees were 10bps, the 2nd run returned 13.4%."
+    assert ungrounded_numbers(answer, OUTPUTS) == []
+    assert _walk(constrainer, answer) == (None, True)
+
+
 def test_citable_forms_are_exactly_what_the_matcher_accepts():
     numbers = CitableNumbers(OUTPUTS)
     forms = numbers.forms()

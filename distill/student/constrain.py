@@ -8,7 +8,9 @@ does not match its tool's schema, or the same sentence twice (config `predict.co
   supported one within the tokens the budget has left (one of `CitableNumbers.forms`, checked in context,
   e.g. "13.4" only as "13.4%" where the source is a fraction). The end token and the budget's last token
   need every number closed and supported. So a final answer is grounded by construction; the tests check it token by token against
-  `ungrounded_numbers` on random adapters.
+  `ungrounded_numbers` on random adapters. Stricter than the matcher in one way: letters glued to a number
+  ("-10.2ebted", seen in a trained student's answer) must be a unit or an ordinal (GLUED_SUFFIXES), since
+  the matcher reads digits before letters as an identifier and checks none of them.
 * tool_calls: an llguidance grammar for the whole turn (free text without '<', then `<tool_call>` blocks
   whose JSON is {"name": <tool>, "arguments": <that tool's input_schema>}, with json.dumps' separators as
   the renderer writes them, free strings and decimals bounded), its token mask applied to the logits at
@@ -46,6 +48,12 @@ from distill.student.chat import IM_END, TOOL_CALL_RE
 # An open number at the end of the text: digits with the separators a number or date goes on with.
 _OPEN_NUMBER = re.compile(r"\d[\d,.:/\-]*\Z")  # \Z: "$" also matches before a final newline
 _DIGIT = re.compile(r"\d")
+# Letters glued to the end of a number that starts a word ("-10.2ebted", "57trades"): the matcher cites none of
+# these (digits before a letter are an identifier to it), so a student could write any number that way.
+_GLUED = re.compile(r"(?<![\w.,])\d[\d,.]*(?P<glue>[^\W\d_]\w*)")
+# What may follow a number directly: the units the matcher reads ("10k", "25bps", "1.5x") and ordinals.
+GLUED_SUFFIXES = frozenset({"k", "K", "M", "B", "x", "bp", "bps", "bn", "mn", "st", "nd", "rd", "th"})
+_GLUED_PREFIXES = frozenset(s[:i] for s in GLUED_SUFFIXES for i in range(1, len(s) + 1))
 _SENTENCE_END = re.compile(r"[.!?\n]")
 # How far back a token without digits can change what the matcher reads (a count noun after a word).
 _REACH = 64
@@ -232,7 +240,8 @@ class TurnConstraint:
         answer = TOOL_CALL_RE.sub("", text)  # what parse_assistant calls the turn's content
         if check_repeat and _repeats(answer, closed=end):
             return "repeat"
-        if check_numbers and not self._grounded(answer, remaining=-1 if end else remaining):
+        if check_numbers and (_glued(answer, closed=end)
+                              or not self._grounded(answer, remaining=-1 if end else remaining)):
             return "number"
         return None
 
@@ -268,6 +277,16 @@ class TurnConstraint:
                 lengths += [] if rest is None else [rest]
             self._viable[key] = min(lengths) if lengths else None
         return self._viable[key]
+
+
+def _glued(text: str, closed: bool) -> bool:
+    """Letters glued to a number in the last _REACH characters that are not a unit or an ordinal; the word at
+    the end, unless `closed`, may still be a prefix of one ("25b" on its way to "25bps")."""
+    for match in _GLUED.finditer(text, max(0, len(text) - _REACH)):  # the lookbehind sees before the start
+        at_end = match.end() == len(text) and not closed
+        if match.group("glue") not in (_GLUED_PREFIXES if at_end else GLUED_SUFFIXES):
+            return True
+    return False
 
 
 def _normalise(sentence: str) -> str:
