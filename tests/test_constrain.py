@@ -195,7 +195,8 @@ def test_report_puts_the_unconstrained_figures_beside_the_constrained():
 def test_the_served_student_decodes_under_the_same_rules(tokenizer):
     """A tiny model made to write spaced digits: unconstrained it invents numbers, served under the rules it
     cites only 7.77 (or nothing)."""
-    from distill.serving.serve import StudentEngine
+    from distill.serving.serve import Prepared, StudentEngine
+    from distill.student.chat import generation_prompt
     from tests.test_predict import tiny_model
 
     model = tiny_model(tokenizer, seed=5)
@@ -213,7 +214,8 @@ def test_the_served_student_decodes_under_the_same_rules(tokenizer):
     texts = {}
     for name, engine in (("free", StudentEngine(model, tokenizer, "tiny")),
                          ("constrained", StudentEngine(model, tokenizer, "tiny", rules))):
-        texts[name] = parse_assistant(engine.complete(conversation, TOOLS, max_tokens=40).text, TOOLS)
+        prepared = Prepared(conversation, TOOLS, engine._ids(generation_prompt(conversation, TOOLS)))
+        texts[name] = parse_assistant(engine.complete(prepared, max_tokens=40).text, TOOLS)
     assert ungrounded_numbers(texts["free"].content, [output]), texts["free"]  # the test can fail
     assert texts["constrained"].error is None
     assert ungrounded_numbers(texts["constrained"].content, [output]) == [], texts["constrained"]

@@ -100,7 +100,16 @@ MALFORMED = {
     "tool_result for no tool_use": {**GOOD, "messages": [{"role": "user", "content": [
         {"type": "tool_result", "tool_use_id": "toolu_x", "content": "{}"}]}]},
     "tool without a schema": {**GOOD, "tools": [{"name": "list_models"}]},
-    "stream": {**GOOD, "stream": True},
+    "image block": {**GOOD, "messages": [{"role": "user", "content": [
+        {"type": "text", "text": "what is this?"},
+        {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "iVBORw0KGgo="}}]}]},
+    "document block": {**GOOD, "messages": [{"role": "user", "content": [
+        {"type": "document", "source": {"type": "text", "media_type": "text/plain", "data": "x"}}]}]},
+    "tool_choice any": {**GOOD, "tool_choice": {"type": "any"}},
+    "tool_choice tool": {**GOOD, "tool_choice": {"type": "tool", "name": "list_models"}},
+    "tool_choice parallel off": {**GOOD, "tool_choice": {"type": "auto", "disable_parallel_tool_use": True}},
+    "max_tokens above the context": {**GOOD, "max_tokens": 10**6},
+    "streamed max_tokens above the context": {**GOOD, "max_tokens": 10**6, "stream": True},
 }
 
 
@@ -110,6 +119,17 @@ def test_malformed_requests_get_400_in_the_api_error_shape(server, body) -> None
     assert status == 400
     assert reply["type"] == "error" and reply["error"]["type"] == "invalid_request_error"
     assert isinstance(reply["error"]["message"], str) and reply["error"]["message"]
+
+
+NAMED = {"image block": "messages.0.content.1: image", "document block": "messages.0.content.0: document",
+         "tool_choice any": "tool_choice", "tool_choice parallel off": "tool_choice",
+         "max_tokens above the context": "max_tokens: 1000000 >"}
+
+
+@pytest.mark.parametrize("case", NAMED)
+def test_a_request_the_student_cannot_honour_names_the_field(server, case) -> None:
+    status, reply = post(server.url, json.dumps(MALFORMED[case]).encode())
+    assert status == 400 and reply["error"]["message"].startswith(NAMED[case]), reply
 
 
 def test_bad_json_and_unknown_paths_get_4xx_in_the_api_error_shape(server) -> None:

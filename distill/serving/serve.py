@@ -4,7 +4,7 @@ Why an API server: the workbench already talks to Claude through the official `a
 server that speaks the same protocol makes the student a drop-in; the client switches between Claude
 and the student by `base_url` alone (distill.serving.assistant, README "Serving").
 
-A request is translated into the project's conversation schema (CONTRACTS.md) and rendered by the one
+A request (distill.serving.request) is translated into the project's conversation schema (CONTRACTS.md) and rendered by the one
 chat renderer (distill.student.chat) exactly as in training and prediction: the request's `tools` become the
 student's compact tool block, `tool_use` blocks become `<tool_call>` blocks and `tool_result` blocks
 become `<tool_response>` turns. The request's `system` text is accepted but, as in training, the
@@ -15,34 +15,44 @@ with the system prompt's keys/values computed once per tool set, under the rules
 (distill.student.constrain: numbers only from this conversation's tool results, calls that match the
 request's tool schemas, no repeated six-word run or sentence).
 
-stop_reason: `tool_use` when the turn holds well-formed calls (also when the token budget ran out right
-after a complete call: the parser accepts it, as prediction does), `max_tokens` when the budget ran out
-otherwise, `end_turn` when the student ended its turn. A turn whose calls do not parse comes back as
-text as written (with `end_turn`): the client sees the markup, as distill.ruler.answers does.
+Content and stop_reason follow one rule (distill.serving.content.content_blocks): a turn whose calls all
+parse becomes its text segments and `tool_use` blocks in order (`tool_use`); any other turn one text block
+as written (`end_turn`, or `max_tokens` when the budget ran out). A request without tools never gets markup.
 
-Concurrency: one model, one lock around generation; requests queue (FastAPI runs them in threads).
+Endpoints: `POST /v1/messages` (with `stream: true`, Server-Sent Events token by token as the API sends
+them, accumulating to the same message), `POST /v1/messages/count_tokens` (the rendered prompt in the
+student's tokenizer), `GET /v1/models` and `/v1/models/{id}`. What the student cannot honour (image or
+document blocks, a tool_choice other than auto, max_tokens beyond its context window) is a 400 in the API's
+error shape naming the field, before any event is sent.
+
+Concurrency: one model, one lock around generation; requests queue (FastAPI runs them in threads), and each
+turn records how long it waited. A streaming client that disconnects stops its decoder at the next token.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import queue
 import threading
 import time
 import uuid
 from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any
 
 import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException
 
-from distill.student.chat import IM_END, Message, generation_prompt, parse_assistant, render
+from distill.serving.content import TurnStream, content_blocks, sse
+from distill.serving.request import CountTokensRequest, InvalidRequest, MessagesRequest, to_conversation
+from distill.student.chat import IM_END, Message, generation_prompt, render
 from distill.student.constrain import UNCONSTRAINED, ConstrainConfig, Constrainer
 from distill.student.decode import GreedyDecoder, unsupported
 from distill.student.predict import generate, load_student
@@ -52,105 +62,16 @@ log = logging.getLogger(__name__)
 MAX_DECODERS = 4  # distinct tool sets whose system-prompt keys/values are kept
 
 
-# ---- the request, as the Messages API documents it (the fields the student can honour) ----------------
-
-class _Block(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    cache_control: dict | None = None  # accepted for compatibility; nothing is cached
-
-
-class TextBlock(_Block):
-    type: Literal["text"]
-    text: str
-
-
-class ToolUseBlock(_Block):
-    type: Literal["tool_use"]
-    id: str
-    name: str
-    input: dict
-
-
-class ToolResultBlock(_Block):
-    type: Literal["tool_result"]
-    tool_use_id: str
-    content: str | list[TextBlock] = ""
-    is_error: bool = False
-
-
-Block = Annotated[TextBlock | ToolUseBlock | ToolResultBlock, Field(discriminator="type")]
-
-
-class InputMessage(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    role: Literal["user", "assistant"]
-    content: str | list[Block]
-
-
-class Tool(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    name: str = Field(min_length=1)
-    description: str = ""
-    input_schema: dict
-    cache_control: dict | None = None
-
-
-class MessagesRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    model: str
-    max_tokens: int = Field(ge=1)
-    messages: list[InputMessage] = Field(min_length=1)
-    system: str | list[TextBlock] | None = None
-    tools: list[Tool] = []
-    tool_choice: dict | None = None
-    stream: bool = False
-    temperature: float | None = None  # greedy decoding: sampling parameters are accepted and ignored
-    top_p: float | None = None
-    top_k: int | None = None
-    metadata: dict | None = None
-
-
-class InvalidRequest(ValueError):
-    """A request the API shape allows but the student cannot serve; answered with 400."""
-
-
-def _blocks(content: str | list) -> list:
-    return [TextBlock(type="text", text=content)] if isinstance(content, str) else content
-
-
-def to_conversation(messages: list[InputMessage]) -> list[Message]:
-    """API messages → the project's conversation schema (CONTRACTS.md), checking what the API checks."""
-    if messages[0].role != "user":
-        raise InvalidRequest("messages: the first message must use the user role")
-    if messages[-1].role != "user":
-        raise InvalidRequest("messages: the last message must use the user role (assistant prefill is not supported)")
-    names: dict[str, str] = {}  # tool_use id -> tool name
-    out: list[Message] = []
-    for i, message in enumerate(messages):
-        blocks = _blocks(message.content)
-        text = "\n".join(b.text for b in blocks if isinstance(b, TextBlock)).strip()
-        if message.role == "assistant":
-            if any(isinstance(b, ToolResultBlock) for b in blocks):
-                raise InvalidRequest(f"messages.{i}: tool_result blocks belong in a user message")
-            uses = [b for b in blocks if isinstance(b, ToolUseBlock)]
-            names.update((b.id, b.name) for b in uses)
-            out.append({"role": "assistant", "content": text,
-                        "tool_calls": [{"name": b.name, "arguments": b.input} for b in uses]})
-            continue
-        if any(isinstance(b, ToolUseBlock) for b in blocks):
-            raise InvalidRequest(f"messages.{i}: tool_use blocks belong in an assistant message")
-        for b in blocks:
-            if isinstance(b, ToolResultBlock):
-                if b.tool_use_id not in names:
-                    raise InvalidRequest(f"messages.{i}: tool_result for unknown tool_use_id {b.tool_use_id!r}")
-                body = b.content if isinstance(b.content, str) else "\n".join(t.text for t in b.content)
-                out.append({"role": "tool", "name": names[b.tool_use_id], "content": body})
-        if text or not any(isinstance(b, ToolResultBlock) for b in blocks):
-            out.append({"role": "user", "content": text})
-    return out
-
-
 # ---- the model ------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Prepared:
+    """A checked request in the project's terms: the conversation, the tools, the rendered prompt's ids."""
+
+    conversation: list[Message]
+    tools: list[dict]
+    ids: list[int]
+
 
 @dataclass(frozen=True)
 class Completion:
@@ -160,6 +81,7 @@ class Completion:
     input_tokens: int
     output_tokens: int
     ended: bool  # the student emitted its end-of-turn token (else the token budget ran out)
+    queued_s: float  # seconds the request waited for the model (another request held it)
 
 
 class StudentEngine:
@@ -168,6 +90,8 @@ class StudentEngine:
     def __init__(self, model: Any, tokenizer: Any, name: str, constrain: ConstrainConfig = UNCONSTRAINED) -> None:
         self.model, self.tokenizer, self.name, self.constrain = model, tokenizer, name, constrain
         self.eos_id = tokenizer.convert_tokens_to_ids(IM_END)
+        self.context = getattr(getattr(model, "config", None), "max_position_embeddings", None)
+        self.created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         self._lock = threading.Lock()
         # Per system turn (the tools): the decoder with its prefix computed, and the turn constraints.
         self._decoders: OrderedDict[str, tuple[GreedyDecoder, Constrainer | None]] = OrderedDict()
@@ -190,6 +114,23 @@ class StudentEngine:
     def _ids(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
+    def prepare(self, request: CountTokensRequest) -> Prepared:
+        """The request checked and rendered as in training and prediction (InvalidRequest names what is wrong)."""
+        choice = request.tool_choice or {"type": "auto"}
+        if choice.get("type") != "auto" or set(choice) - {"type"}:
+            raise InvalidRequest(f"tool_choice: {choice} is not supported by the student server; "
+                                 f"only {{'type': 'auto'}} (or leaving it out)")
+        tools = [t.model_dump(exclude={"cache_control"}) for t in request.tools]
+        conversation = to_conversation(request.messages)
+        return Prepared(conversation, tools, self._ids(generation_prompt(conversation, tools)))
+
+    def check_budget(self, prepared: Prepared, max_tokens: int) -> None:
+        """max_tokens must fit in the context window after the prompt."""
+        if self.context is not None and len(prepared.ids) + max_tokens > self.context:
+            raise InvalidRequest(f"max_tokens: {max_tokens} > {self.context - len(prepared.ids)}, the most the "
+                                 f"student's context window of {self.context} tokens leaves after this "
+                                 f"prompt's {len(prepared.ids)}")
+
     def _decoder(self, tools: list[dict]) -> tuple[GreedyDecoder, Constrainer | None]:
         """The decoder whose prefix is the system turn for `tools` (its keys/values computed once), and the
         constraints of its turns (None when `constrain` holds no rule)."""
@@ -209,49 +150,103 @@ class StudentEngine:
         self._decoders.move_to_end(system)
         return self._decoders[system]
 
-    def complete(self, conversation: list[Message], tools: list[dict], max_tokens: int) -> Completion:
-        prompt = generation_prompt(conversation, tools)
-        ids = self._ids(prompt)
+    def complete(self, prepared: Prepared, max_tokens: int,
+                 on_text: Callable[[str], bool] | None = None) -> Completion:
+        """One assistant turn for `prepared`. `on_text(text so far)` is called at every token (the cached
+        decoder) or once at the end (model.generate); False stops generating (the client went away)."""
+        conversation, tools, ids = prepared.conversation, prepared.tools, prepared.ids
+        waited = time.perf_counter()
         with self._lock:
+            queued = time.perf_counter() - waited
             if self._cached:
                 decoder, constrainer = self._decoder(tools)
                 outputs = [m["content"] for m in conversation if m["role"] == "tool"]
                 constraints = [constrainer.turn(outputs)] if constrainer else None
-                new = decoder.generate([ids], max_tokens, constraints=constraints)[0]
+                seen: list[int] = []
+
+                def on_token(_: int, token: int) -> bool:
+                    seen.append(token)
+                    text = constraints[0].text if constraints else self.tokenizer.decode(seen, skip_special_tokens=True)
+                    return on_text(text)
+
+                new = decoder.generate([ids], max_tokens, constraints=constraints,
+                                       on_token=on_token if on_text else None)[0]
                 text = constraints[0].final_text if constraints else self.tokenizer.decode(new, skip_special_tokens=True)
                 ended = bool(new) and new[-1] == self.eos_id
                 n_out = len(new)
             else:
-                text = generate(self.model, self.tokenizer, [prompt], max_tokens, batch_size=1)[0]
+                text = generate(self.model, self.tokenizer, [generation_prompt(conversation, tools)], max_tokens,
+                                batch_size=1)[0]
                 n_out = len(self._ids(text)) + 1
                 ended = n_out <= max_tokens  # generate stops early only at the end token
-        return Completion(text=text, input_tokens=len(ids), output_tokens=n_out, ended=ended)
+                if on_text:
+                    on_text(text)
+        return Completion(text=text, input_tokens=len(ids), output_tokens=n_out, ended=ended, queued_s=queued)
+
+
+def _message(engine: StudentEngine, content: list[dict], stop: str | None, usage: dict) -> dict:
+    return {"id": f"msg_{uuid.uuid4().hex[:24]}", "type": "message", "role": "assistant", "model": engine.name,
+            "content": content, "stop_reason": stop, "stop_sequence": None,
+            "usage": {**usage, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0}}
 
 
 def respond(engine: StudentEngine, request: MessagesRequest) -> dict:
     """The Messages API response to `request`: content blocks, stop_reason and usage."""
-    if request.stream:
-        raise InvalidRequest("stream: streaming is not supported by the student server; send stream=false")
-    if request.tool_choice and request.tool_choice.get("type") not in ("auto", None):
-        raise InvalidRequest("tool_choice: only {'type': 'auto'} is supported by the student server")
-    tools = [t.model_dump(exclude={"cache_control"}) for t in request.tools]
-    conversation = to_conversation(request.messages)
-    turn = engine.complete(conversation, tools, request.max_tokens)
-    parsed = parse_assistant(turn.text, tools)
-    if parsed.calls and not parsed.error:
-        content = ([{"type": "text", "text": parsed.content}] if parsed.content else []) + [
-            {"type": "tool_use", "id": f"toolu_{uuid.uuid4().hex[:24]}", "name": c["name"], "input": c["arguments"]}
-            for c in parsed.calls]
-        stop = "tool_use"
-    else:
-        content = [{"type": "text", "text": turn.text.strip()}]
-        stop = "end_turn" if turn.ended else "max_tokens"
-    return {
-        "id": f"msg_{uuid.uuid4().hex[:24]}", "type": "message", "role": "assistant", "model": engine.name,
-        "content": content, "stop_reason": stop, "stop_sequence": None,
-        "usage": {"input_tokens": turn.input_tokens, "output_tokens": turn.output_tokens,
-                  "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0},
-    }
+    prepared = engine.prepare(request)
+    engine.check_budget(prepared, request.max_tokens)
+    turn = engine.complete(prepared, request.max_tokens)
+    content, stop = content_blocks(turn.text, prepared.tools, turn.ended)
+    return _message(engine, content, stop, {"input_tokens": turn.input_tokens, "output_tokens": turn.output_tokens})
+
+
+async def stream(engine: StudentEngine, prepared: Prepared, max_tokens: int) -> AsyncIterator[str]:
+    """The response to a `stream: true` request as Server-Sent Events, token by token as the decoder writes
+    them (distill.serving.content.TurnStream). Generation runs in its own thread; when the client goes away
+    the events stop being read, this generator is closed, and the decoder stops at its next token."""
+    updates: queue.Queue = queue.Queue()
+    gone = threading.Event()
+
+    def on_text(text: str) -> bool:
+        updates.put(("text", text))
+        return not gone.is_set()
+
+    def work() -> None:
+        try:
+            updates.put(("done", engine.complete(prepared, max_tokens, on_text=on_text)))
+        except Exception as exc:  # reported to the client as an error event, and logged
+            log.exception("streamed generation failed")
+            updates.put(("error", exc))
+
+    threading.Thread(target=work, name="student-stream", daemon=True).start()
+    turn = TurnStream(prepared.tools, engine.constrain.tool_calls, engine.constrain.repeats == "stop")
+    message = _message(engine, [], None, {"input_tokens": len(prepared.ids), "output_tokens": 0})
+    yield sse({"type": "message_start", "message": message})
+    yield sse({"type": "ping"})
+    try:
+        while True:
+            kind, value = await asyncio.to_thread(updates.get)
+            while kind == "text" and not updates.empty():  # only the latest text matters
+                kind, value = updates.get_nowait()
+            if kind == "text":
+                for event in turn.update(value):
+                    yield sse(event)
+                continue
+            if kind == "error":
+                yield sse(error_body(500, f"generation failed: {value}"))
+                return
+            blocks, stop = content_blocks(value.text, prepared.tools, value.ended)
+            for event in turn.update(value.text) + turn.finish(blocks):
+                yield sse(event)
+                if event["type"] == "error":
+                    return
+            yield sse({"type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": None},
+                       "usage": {"output_tokens": value.output_tokens}})
+            yield sse({"type": "message_stop"})
+            log.info("%s: streamed %d in, %d out tokens, %s, queued %.2fs", message["id"], value.input_tokens,
+                     value.output_tokens, stop, value.queued_s)
+            return
+    finally:
+        gone.set()
 
 
 # ---- HTTP -----------------------------------------------------------------------------------------------
@@ -273,6 +268,12 @@ def _validation_message(exc: RequestValidationError) -> str:
     return "; ".join(parts)
 
 
+def model_info(engine: StudentEngine) -> dict:
+    """The student as `GET /v1/models` describes a model."""
+    return {"type": "model", "id": engine.name, "display_name": f"{engine.name} (distilled student)",
+            "created_at": engine.created}
+
+
 def make_app(engine: StudentEngine) -> FastAPI:
     """The FastAPI app around one loaded `engine`."""
     app = FastAPI(title="distill student (Anthropic Messages API)")
@@ -285,16 +286,37 @@ def make_app(engine: StudentEngine) -> FastAPI:
     async def http_error(_: Request, exc: HTTPException) -> JSONResponse:
         return JSONResponse(error_body(exc.status_code, str(exc.detail)), status_code=exc.status_code)
 
+    @app.exception_handler(InvalidRequest)
+    async def unservable(_: Request, exc: InvalidRequest) -> JSONResponse:
+        return JSONResponse(error_body(400, str(exc)), status_code=400)
+
     @app.post("/v1/messages")
-    def messages(request: MessagesRequest) -> JSONResponse:  # sync: FastAPI runs it in a worker thread
+    def messages(request: MessagesRequest) -> Response:  # sync: FastAPI runs it in a worker thread
+        if request.stream:
+            prepared = engine.prepare(request)  # a bad request is a 400 before any event is sent
+            engine.check_budget(prepared, request.max_tokens)
+            return StreamingResponse(stream(engine, prepared, request.max_tokens), media_type="text/event-stream",
+                                     headers={"cache-control": "no-cache"})
         start = time.perf_counter()
-        try:
-            body = respond(engine, request)
-        except InvalidRequest as exc:
-            return JSONResponse(error_body(400, str(exc)), status_code=400)
+        body = respond(engine, request)
         log.info("%s: %d in, %d out tokens, %s, %.2fs", body["id"], body["usage"]["input_tokens"],
                  body["usage"]["output_tokens"], body["stop_reason"], time.perf_counter() - start)
         return JSONResponse(body)
+
+    @app.post("/v1/messages/count_tokens")
+    def count_tokens(request: CountTokensRequest) -> dict:
+        """The prompt's tokens in the student's tokenizer, rendered exactly as for generation."""
+        return {"input_tokens": len(engine.prepare(request).ids)}
+
+    @app.get("/v1/models")
+    def models() -> dict:
+        return {"data": [model_info(engine)], "first_id": engine.name, "last_id": engine.name, "has_more": False}
+
+    @app.get("/v1/models/{model_id}")
+    def model(model_id: str) -> dict:
+        if model_id != engine.name:
+            raise HTTPException(404, f"model: {model_id!r} not found; this server serves {engine.name!r}")
+        return model_info(engine)
 
     @app.get("/health")
     def health() -> dict:

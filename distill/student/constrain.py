@@ -116,7 +116,10 @@ def turn_grammar(tools: list[dict]) -> str:
     """The Lark grammar of one assistant turn: text, then tool calls matching the tools' schemas.
 
     Free strings (MAX_STRING) and decimals (NUMBER_STEP) are bounded so that every call can end within the
-    budget's extension; the integer part of a number is bounded only by the schema's own maximum."""
+    budget's extension; the integer part of a number is bounded only by the schema's own maximum. With no
+    tools the turn is text alone: no `<tool_call>` can be written."""
+    if not tools:
+        return 'start: TEXT?\nTEXT: /[^<]+/\n'
     bodies = [{"type": "object", "properties": {"name": {"const": t["name"]},
                                                 "arguments": _bounded(t.get("input_schema") or {"type": "object"})},
                "required": ["name", "arguments"], "additionalProperties": False} for t in tools]

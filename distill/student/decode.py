@@ -34,6 +34,7 @@ uses `generate`.
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -262,6 +263,7 @@ class GreedyDecoder:
     def generate(
         self, prompts: list[list[int]], max_new_tokens: int, rows: list[RowCache] | None = None, store: bool = True,
         constraints: list[TurnConstraint | None] | None = None,
+        on_token: Callable[[int, int], bool] | None = None,
     ) -> list[list[int]]:
         """Greedy continuations of `prompts`: each row's new ids, ending with the end token when it came.
 
@@ -270,6 +272,8 @@ class GreedyDecoder:
         never fed), ready for a prompt that extends them (without `store`, e.g. on a last turn, it is left
         as it was). With `constraints`, row i's token is `constraints[i].pick`'s (distill.student.constrain),
         and a row inside a tool call when its budget ends may run on up to CALL_EXTENSION more to close it.
+        `on_token(i, token)` is called as row i takes each token (a server streams from it); False ends the row
+        there (its client has gone).
         """
         if max_new_tokens < 1:
             raise ValueError("max_new_tokens must be at least 1")
@@ -300,7 +304,8 @@ class GreedyDecoder:
                     turn.feed(tokens[j])
                 generated[i].append(tokens[j])
                 budget = max_new_tokens + (CALL_EXTENSION if turn is not None and turn.in_call else 0)
-                if tokens[j] == self.eos_id or len(generated[i]) >= budget:
+                dropped = on_token is not None and not on_token(i, tokens[j])
+                if dropped or tokens[j] == self.eos_id or len(generated[i]) >= budget:
                     finished.append(j)
             if rows is not None and store:
                 for j in finished:
