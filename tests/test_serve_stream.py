@@ -24,10 +24,9 @@ from distill.serving.serve import ServerThread, StudentEngine, make_app
 from distill.student.constrain import ConstrainConfig
 from distill.workbench.tools import TOOLS, execute
 from tests.test_predict import tiny_model
+from tests.test_serve import FLOAT, QUESTION, client, server  # noqa: F401  (fixtures: around this module's `engine`)
 from tests.test_student import ScriptedModel
 
-QUESTION = "What data source does the SMA Crossover model use?"
-FLOAT = {"quantization": "none", "dtype": "float32", "autocast": None}
 RULES = ConstrainConfig(numbers=True, tool_calls=True, repeats="block")
 NODE_DIR = Path(__file__).with_name("node")
 WIRE_EVENTS = {"message_start", "ping", "content_block_start", "content_block_delta", "content_block_stop",
@@ -43,16 +42,6 @@ def _without_ids(content: list) -> list[dict]:
 def engine(base_model_dir) -> StudentEngine:
     return StudentEngine.load(base_model_dir, None, FLOAT, "test-student", RULES)
 
-
-@pytest.fixture(scope="module")
-def server(engine: StudentEngine):
-    with ServerThread(make_app(engine)) as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def client(server: ServerThread) -> anthropic.Anthropic:
-    return anthropic.Anthropic(base_url=server.url, api_key="test", max_retries=0)
 
 
 def _stream(client: anthropic.Anthropic, **request) -> tuple[list, object, list[float]]:
