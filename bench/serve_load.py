@@ -117,8 +117,8 @@ def main() -> None:
            "alone": _summary(alone, alone_wall), "concurrent": _summary(concurrent, wall),
            "queued_p50_s": round(statistics.median(engine.waits), 2), "queued_max_s": round(max(engine.waits), 2),
            "replies_equal_to_alone": f"{same}/{len(questions)}", "dropped": len(questions) - len(together)}
-    write_json(OUT, out)
     print(json.dumps(out, indent=2))
+    write_json(out, OUT)
 
 
 if __name__ == "__main__":
