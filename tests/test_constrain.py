@@ -265,6 +265,15 @@ def test_stop_mode_ends_a_looping_turn_at_its_last_complete_sentence(tokenizer):
     assert not _repeats(texts["block"], closed=True) and texts["block"].strip().startswith("It uses daily closes."), texts
 
 
+def test_stop_mode_never_cuts_into_a_call(tokenizer):
+    """The last sentence end may be a decimal point inside a call's JSON: the cut stays after the call."""
+    turn = Constrainer(tokenizer, TOOLS, ConstrainConfig(numbers=False, tool_calls=False, repeats="stop")).turn([])
+    call = '<tool_call>{"name": "run_backtest", "arguments": {"fee_bps": 2.5}}</tool_call>'
+    for token in tokenizer(call + " Then it", add_special_tokens=False)["input_ids"]:
+        turn.feed(token)
+    assert turn._stop() and turn.final_text == call
+
+
 def test_the_unpacked_grammar_mask_equals_llguidances(constrainer, tokenizer):
     import llguidance.torch
 

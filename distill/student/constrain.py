@@ -211,7 +211,9 @@ class TurnConstraint:
 
     def _stop(self) -> bool:
         """`stop` mode: end the turn at its last complete sentence, if the end token may be written there."""
-        cut = max((m.end() for m in _SENTENCE_END.finditer(self.text)), default=0)
+        closed = self.text.rfind("</tool_call>")  # never cut into a call ("0.5" holds a sentence end)
+        floor = closed + len("</tool_call>") if closed >= 0 else 0
+        cut = max((m.end() for m in _SENTENCE_END.finditer(self.text, floor)), default=floor)
         if self.numbers is not None and self.numbers.ungrounded(TOOL_CALL_RE.sub("", self.text[:cut])):
             return False
         self.cut = cut
