@@ -248,3 +248,26 @@ def test_the_typescript_sdk_streams_and_counts(server, client, typescript_sdk) -
     assert result["text_deltas"] > 5 and result["count"] == plain.usage.input_tokens
     assert _without_ids(result["final"]["content"]) == _without_ids(plain.content)
     assert result["models"] == ["test-student"]
+
+
+def test_a_generation_failure_mid_stream_is_an_error_event_and_the_server_keeps_serving(tokenizer) -> None:
+    class Failing(StudentEngine):
+        def complete(self, prepared, max_tokens, on_text=None):  # noqa: ANN001, ANN202
+            on_text("Partial answer")
+            raise RuntimeError("decoder broke")
+
+    model = ScriptedModel(tokenizer, {QUESTION: ["fine"]})
+    with ServerThread(make_app(Failing(model, tokenizer, "failing"))) as running:
+        body = {"model": "s", "max_tokens": 8, "stream": True, "messages": [{"role": "user", "content": QUESTION}]}
+        request = urllib.request.Request(running.url + "/v1/messages", data=json.dumps(body).encode(),
+                                         headers={"content-type": "application/json"})
+        with urllib.request.urlopen(request, timeout=60) as response:
+            frames = [f for f in response.read().decode().split("\n\n") if f]
+        client = anthropic.Anthropic(base_url=running.url, api_key="test", max_retries=0)
+        with pytest.raises(anthropic.APIError, match="decoder broke"), client.messages.stream(**{
+                k: v for k, v in body.items() if k != "stream"}) as stream:
+            stream.get_final_message()
+        assert client.models.list().data[0].id == "failing"  # still serving
+    last = json.loads(frames[-1].split("\n")[1][len("data: "):])
+    assert last == {"type": "error", "error": {"type": "api_error", "message": "generation failed: decoder broke"}}
+    assert any('"text_delta"' in f for f in frames)  # what came before the failure was sent

@@ -224,13 +224,15 @@ async def stream(engine: StudentEngine, prepared: Prepared, max_tokens: int) -> 
     yield sse({"type": "ping"})
     try:
         while True:
-            kind, value = await asyncio.to_thread(updates.get)
-            while kind == "text" and not updates.empty():  # only the latest text matters
-                kind, value = updates.get_nowait()
-            if kind == "text":
-                for event in turn.update(value):
-                    yield sse(event)
+            items = [await asyncio.to_thread(updates.get)]
+            while not updates.empty():
+                items.append(updates.get_nowait())
+            texts = [value for kind, value in items if kind == "text"]
+            for event in turn.update(texts[-1]) if texts else []:  # only the latest text matters
+                yield sse(event)
+            if items[-1][0] == "text":
                 continue
+            kind, value = items[-1]  # "done" or "error", always the thread's last item
             if kind == "error":
                 yield sse(error_body(500, f"generation failed: {value}"))
                 return
