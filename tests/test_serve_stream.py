@@ -24,7 +24,7 @@ from distill.serving.serve import ServerThread, StudentEngine, make_app
 from distill.student.constrain import ConstrainConfig
 from distill.workbench.tools import TOOLS, execute
 from tests.test_predict import tiny_model
-from tests.test_serve import FLOAT, QUESTION, client, server  # noqa: F401  (fixtures: around this module's `engine`)
+from tests.test_serve import FLOAT, QUESTION, call, client, server  # noqa: F401  (fixtures: around this module's `engine`)
 from tests.test_student import ScriptedModel
 
 RULES = ConstrainConfig(numbers=True, tool_calls=True, repeats="block")
@@ -123,7 +123,7 @@ def test_streamed_tool_calls_equal_the_plain_reply(tokenizer) -> None:
 def test_a_scripted_tool_loop_streams_the_same_blocks(tokenizer) -> None:
     """The uncached path (model.generate, the whole turn at once) streams through TurnStream.finish."""
     args = {"model_id": "sma_crossover"}
-    reply = "Let me look.\n<tool_call>" + json.dumps({"name": "get_model_info", "arguments": args}) + "</tool_call>"
+    reply = "Let me look.\n" + call("get_model_info", args)
     model = ScriptedModel(tokenizer, {QUESTION: [reply, "It uses daily closes."]})
     with ServerThread(make_app(StudentEngine(model, tokenizer, "scripted"))) as running:
         client = anthropic.Anthropic(base_url=running.url, api_key="test", max_retries=0)
@@ -140,7 +140,7 @@ def test_a_scripted_tool_loop_streams_the_same_blocks(tokenizer) -> None:
     assert second.content[0].text == "It uses daily closes." and second.stop_reason == "end_turn"
 
 
-CALL = "<tool_call>" + json.dumps({"name": "list_models", "arguments": {}}) + "</tool_call>"
+CALL = call("list_models", {})
 TURNS = {
     "text": "  It uses daily close prices.  ",
     "text and a call": "I will look.\n" + CALL,

@@ -18,13 +18,10 @@ fail to parse and turn the whole reply into text, so nothing after the first `<`
 from __future__ import annotations
 
 import json
-import re
 import uuid
 
-from distill.student.chat import TOOL_CALL_RE, parse_assistant
-
-_SENTENCE_END = re.compile(r"[.!?\n]")
-CALL_END = "</tool_call>"
+from distill.student.chat import CALL_END, TOOL_CALL_RE, parse_assistant
+from distill.student.constrain import SENTENCE_END
 
 
 def text_block(text: str) -> dict:
@@ -126,7 +123,7 @@ class TurnStream:
         """What of an unfinished text segment is certain to stay: stripped, without a partial character."""
         safe = segment.strip().rstrip("\ufffd").rstrip()
         if self.sentences_only:
-            safe = safe[: max((m.end() for m in _SENTENCE_END.finditer(safe)), default=0)].rstrip()
+            safe = safe[: max((m.end() for m in SENTENCE_END.finditer(safe)), default=0)].rstrip()
         return safe
 
     def _extend(self, target: str) -> list[dict]:

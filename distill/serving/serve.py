@@ -114,22 +114,20 @@ class StudentEngine:
     def _ids(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
-    def prepare(self, request: CountTokensRequest) -> Prepared:
-        """The request checked and rendered as in training and prediction (InvalidRequest names what is wrong)."""
+    def prepare(self, request: CountTokensRequest, max_tokens: int | None = None) -> Prepared:
+        """The request checked and rendered as in training and prediction (InvalidRequest names what is wrong);
+        with `max_tokens`, also that it fits in the context window after the prompt."""
         choice = request.tool_choice or {"type": "auto"}
         if choice.get("type") != "auto" or set(choice) - {"type"}:
             raise InvalidRequest(f"tool_choice: {choice} is not supported by the student server; "
                                  f"only {{'type': 'auto'}} (or leaving it out)")
         tools = [t.model_dump(exclude={"cache_control"}) for t in request.tools]
         conversation = to_conversation(request.messages)
-        return Prepared(conversation, tools, self._ids(generation_prompt(conversation, tools)))
-
-    def check_budget(self, prepared: Prepared, max_tokens: int) -> None:
-        """max_tokens must fit in the context window after the prompt."""
-        if self.context is not None and len(prepared.ids) + max_tokens > self.context:
-            raise InvalidRequest(f"max_tokens: {max_tokens} > {self.context - len(prepared.ids)}, the most the "
-                                 f"student's context window of {self.context} tokens leaves after this "
-                                 f"prompt's {len(prepared.ids)}")
+        ids = self._ids(generation_prompt(conversation, tools))
+        if max_tokens is not None and self.context is not None and len(ids) + max_tokens > self.context:
+            raise InvalidRequest(f"max_tokens: {max_tokens} > {self.context - len(ids)}, the most the student's "
+                                 f"context window of {self.context} tokens leaves after this prompt's {len(ids)}")
+        return Prepared(conversation, tools, ids)
 
     def _decoder(self, tools: list[dict]) -> tuple[GreedyDecoder, Constrainer | None]:
         """The decoder whose prefix is the system turn for `tools` (its keys/values computed once), and the
@@ -192,8 +190,7 @@ def _message(engine: StudentEngine, content: list[dict], stop: str | None, usage
 
 def respond(engine: StudentEngine, request: MessagesRequest) -> dict:
     """The Messages API response to `request`: content blocks, stop_reason and usage."""
-    prepared = engine.prepare(request)
-    engine.check_budget(prepared, request.max_tokens)
+    prepared = engine.prepare(request, request.max_tokens)
     turn = engine.complete(prepared, request.max_tokens)
     content, stop = content_blocks(turn.text, prepared.tools, turn.ended)
     return _message(engine, content, stop, {"input_tokens": turn.input_tokens, "output_tokens": turn.output_tokens})
@@ -295,8 +292,7 @@ def make_app(engine: StudentEngine) -> FastAPI:
     @app.post("/v1/messages")
     def messages(request: MessagesRequest) -> Response:  # sync: FastAPI runs it in a worker thread
         if request.stream:
-            prepared = engine.prepare(request)  # a bad request is a 400 before any event is sent
-            engine.check_budget(prepared, request.max_tokens)
+            prepared = engine.prepare(request, request.max_tokens)  # a bad request: 400 before any event
             return StreamingResponse(stream(engine, prepared, request.max_tokens), media_type="text/event-stream",
                                      headers={"cache-control": "no-cache"})
         start = time.perf_counter()

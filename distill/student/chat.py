@@ -45,6 +45,7 @@ PARSE_ERRORS = ("bad_json", "unknown_tool", "bad_arguments")
 LOOP_FAILURES = (*PARSE_ERRORS, "turn_limit")
 # A block may lack its closing tag when the turn ended right after the JSON (see parse_assistant).
 TOOL_CALL_RE = re.compile(r"<tool_call>(.*?)(?:</tool_call>|$)", re.DOTALL)
+CALL_END = "</tool_call>"  # a call is closed once this is written
 
 Message = dict[str, Any]
 

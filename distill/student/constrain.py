@@ -43,7 +43,7 @@ import numpy as np
 import torch
 
 from distill.dataset.grounding import CitableNumbers
-from distill.student.chat import IM_END, TOOL_CALL_RE
+from distill.student.chat import CALL_END, IM_END, TOOL_CALL_RE
 
 # An open number at the end of the text: digits with the separators a number or date goes on with.
 _OPEN_NUMBER = re.compile(r"\d[\d,.:/\-]*\Z")  # \Z: "$" also matches before a final newline
@@ -54,7 +54,7 @@ _GLUED = re.compile(r"(?<![\w.,])\d[\d,.]*(?P<glue>[^\W\d_]\w*)")
 # What may follow a number directly: the units the matcher reads ("10k", "25bps", "1.5x") and ordinals.
 GLUED_SUFFIXES = frozenset({"k", "K", "M", "B", "x", "bp", "bps", "bn", "mn", "st", "nd", "rd", "th"})
 _GLUED_PREFIXES = frozenset(s[:i] for s in GLUED_SUFFIXES for i in range(1, len(s) + 1))
-_SENTENCE_END = re.compile(r"[.!?\n]")
+SENTENCE_END = re.compile(r"[.!?\n]")
 # How far back a token without digits can change what the matcher reads (a count noun after a word).
 _REACH = 64
 _CLOSERS = ("", ".", ")")  # a written number may end as it is, as a list marker "1." or "(1)"
@@ -151,7 +151,7 @@ class Constrainer:
         # Tokens that can change the repeat rule's verdict: those that end in a non-word character (the last
         # word is complete) or end a sentence; a token ending inside a word adds neither a word nor a sentence.
         self.repeat_break = frozenset(i for i, t in enumerate(text)
-                                      if not t[-1:].isalnum() or _SENTENCE_END.search(t))
+                                      if not t[-1:].isalnum() or SENTENCE_END.search(t))
 
     def turn(self, tool_outputs: list[str]) -> TurnConstraint:
         """The constraint of one new assistant turn of a conversation whose tools returned `tool_outputs`."""
@@ -174,7 +174,7 @@ class TurnConstraint:
     @property
     def in_call(self) -> bool:
         """Inside a `<tool_call>` block not yet closed (the grammar, not the number rule, governs it)."""
-        return self.text.rfind("<tool_call>") > self.text.rfind("</tool_call>")
+        return self.text.rfind("<tool_call>") > self.text.rfind(CALL_END)
 
     def pick(self, logits: torch.Tensor, remaining: int) -> int:
         """The highest-scoring acceptable token for `logits` [vocab]; `remaining`: tokens left in the budget
@@ -211,9 +211,9 @@ class TurnConstraint:
 
     def _stop(self) -> bool:
         """`stop` mode: end the turn at its last complete sentence, if the end token may be written there."""
-        closed = self.text.rfind("</tool_call>")  # never cut into a call ("0.5" holds a sentence end)
-        floor = closed + len("</tool_call>") if closed >= 0 else 0
-        cut = max((m.end() for m in _SENTENCE_END.finditer(self.text, floor)), default=floor)
+        closed = self.text.rfind(CALL_END)  # never cut into a call ("0.5" holds a sentence end)
+        floor = closed + len(CALL_END) if closed >= 0 else 0
+        cut = max((m.end() for m in SENTENCE_END.finditer(self.text, floor)), default=floor)
         if self.numbers is not None and self.numbers.ungrounded(TOOL_CALL_RE.sub("", self.text[:cut])):
             return False
         self.cut = cut
@@ -309,7 +309,7 @@ def _repeats(text: str, closed: bool) -> bool:
         if any(words[i : i + REPEAT_WORDS] == tail for i in range(len(words) - REPEAT_WORDS)):
             return True
     parts = [p for p in re.split(r"(?<=[.!?\n])", text) if len(p.split()) >= 3]
-    if parts and not closed and not _SENTENCE_END.search(parts[-1][-1]):
+    if parts and not closed and not SENTENCE_END.search(parts[-1][-1]):
         parts.pop()  # still being written
     seen = [_normalise(p) for p in parts]
     return len(seen) != len(set(seen))
