@@ -1,6 +1,7 @@
 """`python -m distill serve | chat`: the distilled student in use, without Snakemake.
 
-serve  the student behind the Anthropic Messages API (distill.serving.serve) on --host/--port (config `serve`);
+serve  the student behind the Anthropic Messages API (distill.serving.serve) on --host/--port (config `serve`),
+       with the workbench chat page at `/` (distill.serving.chat_page);
        by default the base model plus the adapter results/selection.json picked; --adapter DIR (or
        `none` for the untrained base) or --model DIR (a merged export, results/export/merged) instead.
 chat   ask the workbench assistant (distill.serving.assistant): one --question, or one question per stdin line;
@@ -22,6 +23,7 @@ import pandas as pd
 
 from distill import config
 from distill.serving.assistant import MODES, Assistant, StudentBackend, describe, make_teacher_backend
+from distill.serving.chat_page import Workbench
 from distill.serving.serve import ServerThread, StudentEngine, chosen_adapter, make_app, serve_forever
 from distill.student.base_model import use_available_cores
 from distill.student.constrain import ConstrainConfig
@@ -49,7 +51,7 @@ def student_url(args: argparse.Namespace, cfg: dict) -> Iterator[str]:
 def serve(args: argparse.Namespace, cfg: dict) -> None:
     use_available_cores()
     serve_forever(load_engine(args, cfg), args.host or cfg["serve"]["host"],
-                  cfg["serve"]["port"] if args.port is None else args.port)
+                  cfg["serve"]["port"] if args.port is None else args.port, Workbench.from_config(cfg, args.results))
 
 
 def chat(args: argparse.Namespace, cfg: dict) -> None:

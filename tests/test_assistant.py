@@ -36,7 +36,7 @@ class Fixed:
     def __init__(self, attempt: Attempt) -> None:
         self.attempt = attempt
 
-    def run(self, question: str, scenario: dict | None = None) -> Attempt:
+    def run(self, question: str, scenario: dict | None = None, on_event=None) -> Attempt:
         return self.attempt
 
 

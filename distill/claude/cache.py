@@ -54,6 +54,19 @@ def response_cache(cache_dir: str | Path) -> ResponseCache:
     return ResponseCache(Path(cache_dir) / "anthropic")
 
 
+def sdk_arguments(method: Callable) -> Callable[[dict], dict]:
+    """The keyword arguments for an SDK `method` that send `request` as its body: the fields the method
+    names, and the rest in `extra_body`."""
+    named = set(inspect.signature(method).parameters)
+
+    def arguments(request: dict) -> dict:
+        extra = {key: value for key, value in request.items() if key not in named}
+        fields = {key: value for key, value in request.items() if key in named}
+        return {**fields, **({"extra_body": extra} if extra else {})}
+
+    return arguments
+
+
 def message_sender(client: Any) -> Send:
     """`send(request) -> response dict` through `client.messages.create` (the SDK retries).
 
@@ -62,13 +75,25 @@ def message_sender(client: Any) -> Send:
     Request fields the SDK's `create` does not name (anthropic 2.16 has no temperature, top_p or top_k)
     travel in `extra_body`, so the body on the wire is still exactly the request the cache is keyed by.
     """
-    named = set(inspect.signature(client.messages.create).parameters)
+    arguments = sdk_arguments(client.messages.create)
 
     def send(request: dict) -> dict:
-        extra = {key: value for key, value in request.items() if key not in named}
-        fields = {key: value for key, value in request.items() if key in named}
-        return client.messages.with_raw_response.create(**fields, **({"extra_body": extra} if extra else {})
-                                                        ).http_response.json()
+        return client.messages.with_raw_response.create(**arguments(request)).http_response.json()
+
+    return send
+
+
+def streaming_sender(client: Any, on_text: Callable[[str], None]) -> Send:
+    """`send` through `client.messages.stream`: `on_text(delta)` at every text delta as it arrives, and the
+    final message (the SDK's accumulation of the events) as the response dict. For the workbench page,
+    which shows the answer as it is written; the pipeline's callers use message_sender."""
+    arguments = sdk_arguments(client.messages.stream)
+
+    def send(request: dict) -> dict:
+        with client.messages.stream(**arguments(request)) as stream:
+            for text in stream.text_stream:
+                on_text(text)
+            return stream.get_final_message().model_dump(mode="json")
 
     return send
 

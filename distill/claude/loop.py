@@ -6,6 +6,10 @@ to), until the model ends its turn or `max_turns` round trips are spent. The tra
 function (request dict in, response dict out), so the same loop talks to Claude, to the cache in
 front of Claude, or to the student behind `python -m distill serve`.
 
+An `on_event` callback sees the loop as it runs (the workbench chat page): `{"type": "tool_call", "name",
+"arguments"}` when a turn's calls are read, `{"type": "tool_result", "name", "content", "is_error"}` when a
+tool has run. A turn's text is the sender's to report (distill.claude.cache.streaming_sender).
+
 The result carries the conversation twice: in the API's shape (to continue it) and in the project's
 trace schema, exactly as the offline simulator writes it, so everything downstream is unchanged.
 """
@@ -14,6 +18,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any, Callable
+
+Event = Callable[[dict], None]
 
 from distill.claude.usage import USAGE_FIELDS, add_usage
 from distill.workbench import tools
@@ -41,8 +47,10 @@ def system_text(system: str | list[dict] | None) -> str:
     return "\n".join(block["text"] for block in system if block.get("type") == "text")
 
 
-def run_tool_loop(send: Callable[[dict], dict], params: dict, question: str, max_turns: int) -> LoopResult:
+def run_tool_loop(send: Callable[[dict], dict], params: dict, question: str, max_turns: int,
+                  on_event: Event | None = None) -> LoopResult:
     """Play one question; `params` holds model, system, tools, max_tokens and any other request field."""
+    emit = on_event or (lambda _: None)
     api_messages: list[dict] = [{"role": "user", "content": question}]
     trace: list[dict] = [{"role": "system", "content": system_text(params.get("system"))},
                          {"role": "user", "content": question}]
@@ -62,6 +70,8 @@ def run_tool_loop(send: Callable[[dict], dict], params: dict, question: str, max
             return result
         trace.append({"role": "assistant", "content": text,
                       "tool_calls": [{"name": b["name"], "arguments": b.get("input")} for b in uses]})
+        for use in uses:
+            emit({"type": "tool_call", "name": use["name"], "arguments": use.get("input")})
         if turn == max_turns:
             result.stop = "turn_limit"
             return result
@@ -73,6 +83,7 @@ def run_tool_loop(send: Callable[[dict], dict], params: dict, question: str, max
             block = {"type": "tool_result", "tool_use_id": use["id"], "content": output}
             if tools.is_error(output):
                 block["is_error"] = True
+            emit({"type": "tool_result", "name": use["name"], "content": output, "is_error": tools.is_error(output)})
             results.append(block)
         api_messages.append({"role": "user", "content": results})
     return result

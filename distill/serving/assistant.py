@@ -27,14 +27,14 @@ import anthropic
 import pandas as pd
 
 from distill.ruler.answers import grounded_answer
-from distill.claude.cache import cached, message_sender, response_cache
+from distill.claude.cache import Send, cached, message_sender, response_cache, streaming_sender
 from distill.claude.client import make_client
-from distill.claude.loop import LoopResult, run_tool_loop
+from distill.claude.loop import Event, LoopResult, run_tool_loop
 from distill.claude.usage import USAGE_FIELDS
 from distill.claude.pricing import cost_usd
 from distill.teacher.base import SYSTEM_PROMPT
 from distill.teacher.offline import OfflineTeacher
-from distill.workbench.tools import TOOLS
+from distill.workbench.tools import TOOLS, is_error
 
 MODES = ("student", "teacher", "fallback")
 # Why the teacher answered in fallback mode: the student's final turn was not an answer (with the
@@ -87,9 +87,40 @@ def from_loop(backend: str, result: LoopResult, cost: float | None) -> Attempt:
 
 
 class Backend(Protocol):
+    """One way to answer; `on_event` sees the run as it happens (distill.claude.loop's events, and
+    `{"type": "text", "text"}` for the text each turn writes)."""
+
     name: str
 
-    def run(self, question: str, scenario: dict | None = None) -> Attempt: ...
+    def run(self, question: str, scenario: dict | None = None, on_event: Event | None = None) -> Attempt: ...
+
+
+def announcing(send: Send, on_event: Event | None) -> Send:
+    """`send` that reports each response's text as one text event (a backend that does not stream)."""
+    if on_event is None:
+        return send
+
+    def wrapped(request: dict) -> dict:
+        response = send(request)
+        text = "".join(b["text"] for b in response.get("content") or [] if b.get("type") == "text")
+        if text:
+            on_event({"type": "text", "text": text})
+        return response
+
+    return wrapped
+
+
+def replay(messages: list[dict], on_event: Event | None) -> None:
+    """A finished trace's turns as the events a live loop would have sent, in order."""
+    for message in messages if on_event else []:
+        if message["role"] == "assistant":
+            if message["content"]:
+                on_event({"type": "text", "text": message["content"]})
+            for call in message.get("tool_calls") or []:
+                on_event({"type": "tool_call", "name": call["name"], "arguments": call["arguments"]})
+        elif message["role"] == "tool":
+            on_event({"type": "tool_result", "name": message["name"], "content": message["content"],
+                      "is_error": is_error(message["content"])})
 
 
 class StudentBackend:
@@ -99,13 +130,17 @@ class StudentBackend:
 
     def __init__(self, base_url: str, max_new_tokens: int, max_generations: int) -> None:
         # The student server takes no key; the SDK insists on one being set.
-        client = anthropic.Anthropic(base_url=base_url, api_key="local-student", max_retries=0, timeout=600)
-        self.send = message_sender(client)
+        self.client = anthropic.Anthropic(base_url=base_url, api_key="local-student", max_retries=0, timeout=600)
+        self.send = message_sender(self.client)
         self.params = {"model": STUDENT_MODEL, "system": SYSTEM_PROMPT, "tools": TOOLS, "max_tokens": max_new_tokens}
         self.max_turns = max_generations - 1  # run_tool_loop's max_turns counts tool round trips
 
-    def run(self, question: str, scenario: dict | None = None) -> Attempt:
-        return from_loop(self.name, run_tool_loop(self.send, self.params, question, self.max_turns), 0.0)
+    def run(self, question: str, scenario: dict | None = None, on_event: Event | None = None) -> Attempt:
+        """With `on_event`, each turn streams (`stream: true`) and its text deltas are reported as they come."""
+        send = self.send
+        if on_event is not None:
+            send = streaming_sender(self.client, lambda delta: on_event({"type": "text", "text": delta}))
+        return from_loop(self.name, run_tool_loop(send, self.params, question, self.max_turns, on_event), 0.0)
 
 
 class ClaudeTeacher:
@@ -122,8 +157,8 @@ class ClaudeTeacher:
         client = make_client(acfg["max_retries"], acfg["timeout_s"])
         self.send = cached(message_sender(client), response_cache(cache_dir))
 
-    def run(self, question: str, scenario: dict | None = None) -> Attempt:
-        result = run_tool_loop(self.send, self.params, question, self.max_turns)
+    def run(self, question: str, scenario: dict | None = None, on_event: Event | None = None) -> Attempt:
+        result = run_tool_loop(announcing(self.send, on_event), self.params, question, self.max_turns, on_event)
         return from_loop(self.name, result, cost_usd(result.usage, self.pricing, self.model))
 
 
@@ -138,13 +173,14 @@ class SimulatorTeacher:
         first = scenarios.sort_values("scenario_id").drop_duplicates("question")
         self.by_question = {r["question"]: r for r in first.to_dict("records")}
 
-    def run(self, question: str, scenario: dict | None = None) -> Attempt:
+    def run(self, question: str, scenario: dict | None = None, on_event: Event | None = None) -> Attempt:
         if scenario is None:
             if question not in self.by_question:
                 raise KeyError("the offline teacher simulator answers only the scenario grid's questions "
                                "(results/scenarios.parquet); configure teacher.backend: anthropic for others")
             scenario = self.by_question[question]
         trace = self.teacher.play(scenario)
+        replay(trace.messages, on_event)
         calls = [c for m in trace.messages if m["role"] == "assistant" for c in m.get("tool_calls") or []]
         return Attempt(self.name, trace.messages, trace.final_answer, calls, trace.tool_outputs, "end_turn")
 
@@ -187,21 +223,32 @@ class Assistant:
             raise ValueError(f"this assistant has no {name} backend")
         return backend
 
-    def answer(self, question: str, mode: str, scenario: dict | None = None) -> Answer:
+    def answer(self, question: str, mode: str, scenario: dict | None = None, on_event: Event | None = None) -> Answer:
+        """`on_event` sees every attempt as it runs: `{"type": "attempt", "backend"}` when one starts, its
+        events with `backend` added, and `{"type": "fallback", "reason"}` when the teacher takes over."""
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        emit = on_event or (lambda _: None)
+
+        def run(name: str) -> Attempt:
+            backend = self._backend(name)
+            emit({"type": "attempt", "backend": backend.name})
+            tagged = (lambda event: on_event({**event, "backend": backend.name})) if on_event else None
+            return backend.run(question, scenario, tagged)
+
         start = time.perf_counter()
         if mode == "fallback":
             try:
-                attempts = [self._backend("student").run(question, scenario)]
+                attempts = [run("student")]
                 reason = fallback_reason(attempts[0], question, (scenario or {}).get("category"), self.scoring,
                                          self.claims)
             except anthropic.APIError as exc:  # the student server is down or failed: the teacher still answers
                 attempts, reason = [], f"student_error:{type(exc).__name__}"
             if reason:
-                attempts.append(self._backend("teacher").run(question, scenario))
+                emit({"type": "fallback", "reason": reason})
+                attempts.append(run("teacher"))
         else:
-            attempts, reason = [self._backend(mode).run(question, scenario)], None
+            attempts, reason = [run(mode)], None
         final = attempts[-1]
         return Answer(question, mode, final.backend, reason, final, attempts, time.perf_counter() - start)
 

@@ -50,6 +50,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException
 
+from distill.serving.chat_page import Workbench, add_chat_page
 from distill.serving.content import TurnStream, content_blocks, sse
 from distill.serving.request import CountTokensRequest, InvalidRequest, MessagesRequest, to_conversation
 from distill.student.chat import IM_END, Message, generation_prompt, render
@@ -273,9 +274,11 @@ def model_info(engine: StudentEngine) -> dict:
             "created_at": engine.created}
 
 
-def make_app(engine: StudentEngine) -> FastAPI:
-    """The FastAPI app around one loaded `engine`."""
+def make_app(engine: StudentEngine, workbench: Workbench | None = None) -> FastAPI:
+    """The FastAPI app around one loaded `engine`; with `workbench`, also the chat page at `/`."""
     app = FastAPI(title="distill student (Anthropic Messages API)")
+    if workbench is not None:
+        add_chat_page(app, workbench)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -351,10 +354,11 @@ class ServerThread:
         self.thread.join(timeout=30)
 
 
-def serve_forever(engine: StudentEngine, host: str, port: int) -> None:
+def serve_forever(engine: StudentEngine, host: str, port: int, workbench: Workbench | None = None) -> None:
     """`python -m distill serve`: uvicorn in the foreground until interrupted."""
-    log.info("serving %s on http://%s:%d/v1/messages", engine.name, host, port)
-    uvicorn.run(make_app(engine), host=host, port=port, log_level="info")
+    log.info("serving %s on http://%s:%d/v1/messages%s", engine.name, host, port,
+             f", the chat page on http://{host}:{port}/" if workbench else "")
+    uvicorn.run(make_app(engine, workbench), host=host, port=port, log_level="info")
 
 
 def chosen_adapter(results_dir: str | Path) -> Path:
