@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import json
+import time
 
 import urllib.request
 import pytest
@@ -137,3 +138,23 @@ def test_the_page_and_its_options_over_http(server) -> None:
     assert [m["id"] for m in options["modes"]] == ["student", "teacher", "fallback"]
     assert all(m["unavailable"] is None for m in options["modes"])
     assert [m["label"] for m in options["modes"]] == ["Student", "Claude (simulator)", "Fallback"]
+
+
+def test_a_page_that_leaves_mid_answer_stops_the_students_decoder(engine, tmp_path) -> None:  # noqa: F811
+    cfg = small_cfg()
+    cfg["predict"].update(max_new_tokens=2000, max_turns=1)
+    with ServerThread(make_app(engine, Workbench.from_config(cfg, tmp_path))) as running:
+        body = {"question": "Write a long essay about markets.", "mode": "student"}
+        request = urllib.request.Request(running.url + "/workbench/ask", data=json.dumps(body).encode(),
+                                         headers={"content-type": "application/json"})
+        with urllib.request.urlopen(request, timeout=60) as response:
+            for line in response:
+                if b'"type": "text"' in line:
+                    break  # the answer has started: the page goes away
+        left = time.perf_counter()
+        while engine._lock.locked() and time.perf_counter() - left < 20:
+            time.sleep(0.05)
+        assert not engine._lock.locked(), "the student kept writing for a page that had gone"
+        status, reply = post(running.url, json.dumps({"model": "m", "max_tokens": 3, "messages": [
+            {"role": "user", "content": "hi"}]}).encode())
+        assert status == 200 and reply["usage"]["output_tokens"] == 3
