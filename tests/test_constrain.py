@@ -76,17 +76,20 @@ def test_an_ungrounded_answer_is_refused_before_it_ends(constrainer, answer):
     assert refused_at is not None or not end_ok
 
 
-@pytest.mark.parametrize("answer", ["The drawdown was -3.4ebted to ACME.", "It made 57trades.", "Fees of 10bpsx."])
-def test_letters_glued_to_a_number_are_refused_though_the_matcher_cites_none(constrainer, answer):
-    """The matcher reads digits before letters as an identifier and checks none of them ("-3.4ebted" passes
-    it), so a student could write any number that way: the decoder allows only a unit or an ordinal there."""
+@pytest.mark.parametrize("answer", ["The drawdown was -3.4ebted to ACME.", "It made 57trades.", "Fees of 10bpsx.",
+                                    "The Sharpe was in the -9th percentile.", "A tier of 500.0000st.",
+                                    "The Sharpe ratio was -02.0.", "It ran from 0100-01-01."])
+def test_numbers_in_forms_the_matcher_does_not_check_are_refused(constrainer, answer):
+    """Forms a trained student used to write numbers no tool returned, each passing the matcher with an
+    invented value: letters glued on (the matcher reads digits before letters as an identifier; only a unit
+    may follow a number) and a leading zero (02.0 reads as 2.0; 0100-01-01 is a date it does not check)."""
     assert ungrounded_numbers(answer.replace("57", "58").replace("3.4", "9.9"), OUTPUTS) == []
     refused_at, end_ok = _walk(constrainer, answer)
     assert refused_at is not None or not end_ok
 
 
 def test_units_glued_to_a_number_are_accepted(constrainer):
-    answer = "Fees were 10bps, the 2nd run returned 13.4%."
+    answer = "Fees were 10bps, from 2019-01-02 the run returned 13.4% with a win rate of 0.6."
     assert ungrounded_numbers(answer, OUTPUTS) == []
     assert _walk(constrainer, answer) == (None, True)
 

@@ -8,9 +8,11 @@ does not match its tool's schema, or the same sentence twice (config `predict.co
   supported one within the tokens the budget has left (one of `CitableNumbers.forms`, checked in context,
   e.g. "13.4" only as "13.4%" where the source is a fraction). The end token and the budget's last token
   need every number closed and supported. So a final answer is grounded by construction; the tests check it token by token against
-  `ungrounded_numbers` on random adapters. Stricter than the matcher in one way: letters glued to a number
-  ("-10.2ebted", seen in a trained student's answer) must be a unit or an ordinal (GLUED_SUFFIXES), since
-  the matcher reads digits before letters as an identifier and checks none of them.
+  `ungrounded_numbers` on random adapters. Stricter than the matcher in two ways, both loopholes a trained
+  student found: letters glued to a number ("-10.2ebted", "500.0000st") must be a unit (GLUED_SUFFIXES),
+  since the matcher reads digits before letters as an identifier and checks none of them; and a number may
+  not start with a zero before a digit ("-02.0", "0100-01-01"), which the matcher reads as another number
+  (02.0 = 2.0) or as a date it does not check. Neither occurs in any gold answer.
 * tool_calls: an llguidance grammar for the whole turn (free text without '<', then `<tool_call>` blocks
   whose JSON is {"name": <tool>, "arguments": <that tool's input_schema>}, with json.dumps' separators as
   the renderer writes them, free strings and decimals bounded), its token mask applied to the logits at
@@ -51,8 +53,11 @@ _DIGIT = re.compile(r"\d")
 # Letters glued to the end of a number that starts a word ("-10.2ebted", "57trades"): the matcher cites none of
 # these (digits before a letter are an identifier to it), so a student could write any number that way.
 _GLUED = re.compile(r"(?<![\w.,])\d[\d,.]*(?P<glue>[^\W\d_]\w*)")
-# What may follow a number directly: the units the matcher reads ("10k", "25bps", "1.5x") and ordinals.
-GLUED_SUFFIXES = frozenset({"k", "K", "M", "B", "x", "bp", "bps", "bn", "mn", "st", "nd", "rd", "th"})
+# What may follow a number directly: the units the matcher reads ("10k", "25bps", "1.5x"). Not ordinals: the
+# matcher cites none ("-0th percentile" let a student write any digit).
+GLUED_SUFFIXES = frozenset({"k", "K", "M", "B", "x", "bp", "bps", "bn", "mn"})
+# A number that starts with a zero before a digit ("02.0", "-07", "0100-01-01"); a date's "-01" is not one.
+_LEADING_ZERO = re.compile(r"(?<![\w.,:/-])-?0\d")
 _GLUED_PREFIXES = frozenset(s[:i] for s in GLUED_SUFFIXES for i in range(1, len(s) + 1))
 SENTENCE_END = re.compile(r"[.!?\n]")
 # How far back a token without digits can change what the matcher reads (a count noun after a word).
@@ -245,7 +250,7 @@ class TurnConstraint:
         answer = TOOL_CALL_RE.sub("", text)  # what parse_assistant calls the turn's content
         if check_repeat and _repeats(answer, closed=end):
             return "repeat"
-        if check_numbers and (_glued(answer, closed=end)
+        if check_numbers and (_malformed(answer, closed=end)
                               or not self._grounded(answer, remaining=-1 if end else remaining)):
             return "number"
         return None
@@ -284,10 +289,14 @@ class TurnConstraint:
         return self._viable[key]
 
 
-def _glued(text: str, closed: bool) -> bool:
-    """Letters glued to a number in the last _REACH characters that are not a unit or an ordinal; the word at
-    the end, unless `closed`, may still be a prefix of one ("25b" on its way to "25bps")."""
-    for match in _GLUED.finditer(text, max(0, len(text) - _REACH)):  # the lookbehind sees before the start
+def _malformed(text: str, closed: bool) -> bool:
+    """A number in the last _REACH characters written in a form the matcher does not check: with a leading
+    zero, or with letters glued to it that are not a unit (the word at the end, unless `closed`, may still be
+    the prefix of one: "25b" on its way to "25bps")."""
+    start = max(0, len(text) - _REACH)  # the lookbehinds see before the start
+    if _LEADING_ZERO.search(text, start):
+        return True
+    for match in _GLUED.finditer(text, start):
         at_end = match.end() == len(text) and not closed
         if match.group("glue") not in (_GLUED_PREFIXES if at_end else GLUED_SUFFIXES):
             return True
