@@ -2,7 +2,7 @@
 # Wiring only: the logic lives in the `distill` package, one rules/<stage>.smk per stage of the DAG.
 from snakemake.utils import min_version
 
-from distill.config import validate
+from distill.config import ConfigError, validate
 
 min_version("9.0")
 

@@ -41,6 +41,11 @@ EXPERIMENTS = config["experiments"]
 RUNS = {DEFAULT_RUN: config}
 for _name, _override in load_variants(workflow.basedir, EXPERIMENTS["variants_dir"]).items():
     RUNS[_name] = validate(deep_merge(config, _override), f"{EXPERIMENTS['variants_dir']}/{_name}.yaml")
+for _name, _run in RUNS.items():  # a missing corrections file would otherwise surface as a rule's missing input
+    if _run["corrections"]["file"] and not os.path.exists(_run["corrections"]["file"]):
+        _source = "config.yaml" if _name == DEFAULT_RUN else f"{EXPERIMENTS['variants_dir']}/{_name}.yaml"
+        raise ConfigError(f"{_source}: corrections.file: {_run['corrections']['file']!r} does not exist "
+                          f"(a path relative to the workflow directory; null for no corrections)")
 KEPT = EXPERIMENTS["kept"]  # {name: results tree kept aside from an earlier build}
 if clash := sorted(set(KEPT) & set(RUNS)):
     raise ValueError(f"experiments.kept: {clash} already name a run (the default or a variant)")

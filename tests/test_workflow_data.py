@@ -80,20 +80,3 @@ def test_bad_corrections_file_fails_without_partial_artifact(built, tmp_path):
         # Snakemake removes the failed job's outputs; nothing partial is left behind as up to date
         assert not (built / "results/corrected.parquet").exists() or (built / "results/corrected.parquet").stat().st_mtime == before
     assert snakemake(built, TARGET, SPLIT).returncode == 0
-
-
-@pytest.mark.parametrize("override, needles", [
-    ({"split": {"eval_fraction": 1.5}}, ["config.yaml: split.eval_fraction: 1.5"]),
-    ({"teacher": {"backend": "offline", "model": "m", "faults": {"ungrounded_numbr": 0.1}}},
-     ["config.yaml: teacher.faults: Additional properties", "ungrounded_numbr"]),
-    ({"scenarios": {"tickers": ["ACME", "ZZZZ"]}}, ["config.yaml: scenarios.tickers.1: 'ZZZZ' is not one of"]),
-])
-def test_bad_config_stops_before_any_job(tmp_path, override, needles):
-    wd = copy_workflow(tmp_path / "repo", override)
-    proc = snakemake(wd, TARGET)
-    assert proc.returncode != 0
-    out = proc.stdout + proc.stderr
-    assert "ConfigError" in out  # distill.config.validate: the file, the key, what is wrong
-    for needle in needles:
-        assert needle in out
-    assert not (wd / "results").exists()
