@@ -19,8 +19,8 @@ import sys
 from pathlib import Path
 from typing import Iterator
 
-import pandas as pd
 
+from distill.contracts import read_parquet
 from distill import config
 from distill.serving.assistant import MODES, Assistant, StudentBackend, describe, make_teacher_backend
 from distill.serving.chat_page import Workbench
@@ -59,7 +59,7 @@ def chat(args: argparse.Namespace, cfg: dict) -> None:
     teacher = None
     if args.backend != "student":
         scenarios = Path(args.results) / "scenarios.parquet"
-        grid = pd.read_parquet(scenarios) if cfg["teacher"]["backend"] == "offline" and scenarios.exists() else None
+        grid = read_parquet(scenarios) if cfg["teacher"]["backend"] == "offline" and scenarios.exists() else None
         teacher = make_teacher_backend(cfg, grid, Path(args.results) / "cache")
     with contextlib.ExitStack() as stack:
         student = None

@@ -69,15 +69,6 @@ def write_text(text: str, path: str | Path) -> None:
         tmp.write_text(text)
 
 
-def read_parquet(path: str | Path, required: tuple[str, ...] = ()) -> pd.DataFrame:
-    """Read an artifact and fail with the file and column names if expected columns are missing."""
-    df = pd.read_parquet(path)
-    missing = [c for c in required if c not in df.columns]
-    if missing:
-        raise ValueError(f"{path}: missing column(s) {missing}; has {list(df.columns)}")
-    return df
-
-
 def dumps(obj: Any) -> str:
     """JSON for a parquet cell: nested data is stored as text so every reader (DuckDB too) sees it."""
     return json.dumps(obj, sort_keys=False, separators=(",", ":"))

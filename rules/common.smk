@@ -20,6 +20,7 @@ PACKAGE_DATA = {
     "distill/workbench/prices.py": "distill/workbench/data/prices.parquet",  # PRICES_PATH
     "distill/teacher/base.py": "distill/teacher/system_prompt.md",  # resources.files("distill.teacher")
     "distill/ruler/judge/anthropic.py": "distill/ruler/judge/judge_prompt.md",  # resources.files("distill.ruler.judge")
+    "distill/serving/chat_page.py": "distill/serving/static/chat.html",  # PAGE (the page; serve_eval reaches the module)
 }
 
 # Claude's responses and submitted batches, shared by every named run: content-addressed, so no run pays

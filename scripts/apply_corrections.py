@@ -2,7 +2,8 @@
 import sys
 
 from distill.dataset.corrections import CorrectionError, apply_corrections, load_corrections
-from distill.io import read_parquet, setup_logging, write_parquet
+from distill.contracts import read_parquet
+from distill.io import setup_logging, write_parquet
 
 log = setup_logging(snakemake.log[0])
 try:

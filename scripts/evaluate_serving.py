@@ -1,9 +1,9 @@
 """Rule evaluate_serving: the chosen adapter served over HTTP, the assistant in every mode on the held-out questions."""
-import json
 import platform
 
 from distill.serving.assistant import make_teacher_backend
-from distill.io import read_parquet, setup_logging, write_json, write_parquet, write_text
+from distill.contracts import read_json, read_parquet
+from distill.io import setup_logging, write_json, write_parquet, write_text
 from distill.serving.serve import StudentEngine
 from distill.serving.serve_eval import consistency, render_markdown, run_modes, summarise
 from distill.student.base_model import native_autocast, resolve_base, use_available_cores
@@ -12,7 +12,7 @@ from distill.student.constrain import ConstrainConfig
 log = setup_logging(snakemake.log[0])
 threads = use_available_cores()
 cfg = snakemake.params.cfg
-epoch = json.loads(open(snakemake.input.selection).read())["task_epoch"]
+epoch = read_json(snakemake.input.selection)["task_epoch"]
 scores_path = next(p for p in snakemake.input.scores if p.endswith(f"epoch_{epoch}.parquet"))
 scores = read_parquet(scores_path, required=("trace_id", "question", "gold_calls", "gold_answer", "pred_answer"))
 evals = read_parquet(snakemake.input.eval, required=("trace_id", "scenario_id", "template_id", "question"))

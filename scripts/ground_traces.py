@@ -1,6 +1,7 @@
 """Rule ground_traces: traces → grounded (kept) + grounding_rejected (with reasons)."""
 from distill.dataset.grounding import filter_traces
-from distill.io import read_parquet, setup_logging, write_parquet
+from distill.contracts import read_parquet
+from distill.io import setup_logging, write_parquet
 
 log = setup_logging(snakemake.log[0])
 traces = read_parquet(snakemake.input.traces, required=("trace_id", "final_answer", "tool_outputs"))

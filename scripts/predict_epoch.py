@@ -1,6 +1,7 @@
 """Rules predict_epoch / predict_unconstrained: the student (base + epoch adapter) runs the agent loop on the
 held-out questions, with or without predict.constrain's rules."""
-from distill.io import read_parquet, setup_logging, write_parquet
+from distill.contracts import read_parquet
+from distill.io import setup_logging, write_parquet
 from distill.student.constrain import UNCONSTRAINED, ConstrainConfig
 from distill.student.predict import held_out_questions, load_student, predict, prediction_frame
 from distill.student.base_model import for_inference, resolve_base, use_available_cores

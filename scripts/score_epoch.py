@@ -1,5 +1,6 @@
 """Rule score_epoch: predictions/epoch_<n>.parquet → scores/epoch_<n>.parquet (per question) + .json (summary)."""
-from distill.io import read_parquet, setup_logging, write_json, write_parquet
+from distill.contracts import read_parquet
+from distill.io import setup_logging, write_json, write_parquet
 from distill.ruler.judge import make_judge
 from distill.ruler.judge.rubric import RubricJudge
 from distill.ruler.scoring import score_frame

@@ -1,5 +1,6 @@
 """Rule split_dataset: corrected → split/train + split/eval."""
-from distill.io import read_parquet, setup_logging, write_parquet
+from distill.contracts import read_parquet
+from distill.io import setup_logging, write_parquet
 from distill.dataset.split import split_dataset
 
 log = setup_logging(snakemake.log[0])

@@ -4,7 +4,8 @@ Training checkpoints live in params.checkpoints (not a rule output, so Snakemake
 delete them when a job is interrupted): a rerun resumes from the last completed epoch, then the
 adapters are published to the declared outputs.
 """
-from distill.io import read_parquet, setup_logging
+from distill.contracts import read_parquet
+from distill.io import setup_logging
 from distill.dataset.split import sample_per_category
 from distill.student.base_model import resolve_base, use_available_cores
 from distill.student.checkpoints import publish_adapters

@@ -18,7 +18,8 @@ from distill.ruler.judge.anthropic import GRADE_TOOL, PROMPT, ClaudeJudge
 from distill.ruler.judge import GRADING_ERRORS, make_judge
 from distill.ruler.judge.rubric import RubricJudge
 from distill.report.judges import agreement, graded_pairs, judge_section, largest_disagreements
-from distill.ruler.scoring import SCORE_COLUMNS, score_frame
+from distill.contracts import SCORE_COLUMNS
+from distill.ruler.scoring import score_frame
 from distill.ruler.summary import summarise
 from tests.anthropic_server import AnthropicServer, Reply, error_reply, text_reply, tool_reply
 

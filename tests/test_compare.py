@@ -11,6 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from distill.contracts import CORRECTED
+from tests.test_contracts import complete
 from distill.config import defaults
 from distill.compare import Run, compare, load_tree
 from distill.ruler.stats import OVERALL, deltas, paired_key
@@ -87,8 +89,9 @@ def build(root: Path, epochs: dict[int, Epoch], losses: list[float], train: dict
     (root / "adapter" / "metrics.json").write_text(json.dumps(metrics))
     selection = select_epoch(scores, {e: v for e, v in enumerate(losses)}, ["tool_call", "judge"])
     (root / "selection.json").write_text(json.dumps(selection))
-    pd.DataFrame([{"trace_id": t, "category": c, "final_answer": a, "question": f"Q {t}", "gold_calls": "[]"}
-                  for t, (c, a) in train.items()]).to_parquet(root / "split" / "train.parquet", index=False)
+    rows = pd.DataFrame([{"trace_id": t, "category": c, "final_answer": a, "question": f"Q {t}", "gold_calls": "[]"}
+                         for t, (c, a) in train.items()])
+    complete(rows, (*CORRECTED, "split")).to_parquet(root / "split" / "train.parquet", index=False)
     if config is not None:
         (root / "config.json").write_text(json.dumps(config))
     return root

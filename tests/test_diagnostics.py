@@ -10,6 +10,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from distill.contracts import CORRECTED
+from tests.test_contracts import complete
 from distill.config import defaults
 from distill.dataset import diagnostics
 from distill.workbench.registry import MODELS
@@ -172,6 +174,7 @@ def test_diff_rows_and_length_delta(tmp_path: Path) -> None:
 def test_build_all_writes_every_table(tmp_path: Path) -> None:
     old, new = diff_fixtures(tmp_path)
     corrected = pd.read_parquet(new).assign(corrected=False, correction_ids="[]")
+    corrected = complete(corrected, CORRECTED)
     rejected = pd.read_parquet(old).head(1).assign(reason="ungrounded_number")
     log = pd.DataFrame([{"trace_id": "edit", "correction_id": "c1", "category": "methodology",
                          "model_id": "sma_crossover", "old_answer": RULE_SPLIT, "new_answer": RULE_OK}])

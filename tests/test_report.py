@@ -93,7 +93,8 @@ def dataset_row(trace_id: str, category: str, answer: str) -> dict:
             "question": f"How does {m.name} work?" if category == "methodology" else f"Q {trace_id}",
             "gold_calls": "[]", "trace_id": trace_id, "messages": "[]", "final_answer": answer,
             "tool_outputs": "[]", "backend": "offline-simulator", "teacher_model": "offline-simulator-v1",
-            "injected_faults": "[]", "ungrounded": "[]"}
+            "injected_faults": "[]", "input_tokens": 0, "output_tokens": 0, "cache_creation_input_tokens": 0,
+            "cache_read_input_tokens": 0, "requests": 0, "batch_api": False, "teacher_error": None, "ungrounded": "[]"}
 
 
 @pytest.fixture(scope="module")

@@ -80,3 +80,26 @@ def test_bad_corrections_file_fails_without_partial_artifact(built, tmp_path):
         # Snakemake removes the failed job's outputs; nothing partial is left behind as up to date
         assert not (built / "results/corrected.parquet").exists() or (built / "results/corrected.parquet").stat().st_mtime == before
     assert snakemake(built, TARGET, SPLIT).returncode == 0
+
+
+@pytest.mark.parametrize("damage", ["truncated", "foreign"])
+def test_a_damaged_input_artifact_fails_the_rule_naming_it(built, damage):
+    """grounded.parquet cut in half (a disk that filled up) or replaced by another table: the next rule fails
+    naming the file and the problem, and leaves no corrected.parquet that could pass for a finished one."""
+    grounded = built / "results/grounded.parquet"
+    good = grounded.read_bytes()
+    try:
+        if damage == "truncated":
+            grounded.write_bytes(good[: len(good) // 2])
+        else:
+            pd.DataFrame({"trace_id": ["a"], "answer": ["x"]}).to_parquet(grounded)
+        proc = snakemake(built, "results/corrected.parquet")
+        assert proc.returncode != 0
+        log = (built / "results/logs/apply_corrections.log").read_text() + proc.stderr
+        expected = ("not a readable parquet file" if damage == "truncated"
+                    else "missing column(s) scenario_id, model_id")
+        assert f"results/grounded.parquet: {expected}" in log, log[-2000:]
+        assert not (built / "results/corrected.parquet").exists()  # Snakemake removed the failed job's output
+    finally:
+        grounded.write_bytes(good)
+    assert snakemake(built, TARGET, SPLIT).returncode == 0

@@ -8,13 +8,13 @@ comparison that silently dropped half its evidence would attribute changes to th
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from distill.contracts import read_json, read_parquet
 from distill.io import epoch_of
 
 
@@ -48,7 +48,7 @@ def _required(path: Path) -> Path:
 
 
 def _json(path: Path) -> Any:
-    return json.loads(_required(path).read_text())
+    return read_json(_required(path))
 
 
 def load_run(name: str, scores: list[Path], tables: list[Path], selection: Path, metrics: Path, train: Path,
@@ -57,7 +57,7 @@ def load_run(name: str, scores: list[Path], tables: list[Path], selection: Path,
     must have been scored, since every comparison is made at them."""
     run = Run(name=name,
               scores={epoch_of(p): _json(p) for p in scores},
-              tables={epoch_of(p): pd.read_parquet(_required(p)) for p in tables},
+              tables={epoch_of(p): read_parquet(_required(p)) for p in tables},
               selection=_json(selection), metrics=_json(metrics), train=_required(train),
               config=None if config is None else _json(config))
     for epoch in (run.task_epoch, run.loss_epoch):

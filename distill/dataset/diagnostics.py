@@ -17,9 +17,8 @@ from pathlib import Path
 
 import duckdb
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 
+from distill.contracts import check_parquet
 from distill.ruler.claims import suspect_gold
 from distill.io import write_parquet, write_text
 
@@ -33,32 +32,19 @@ def run_query(name: str, **relations: Path | pd.DataFrame) -> pd.DataFrame:
         for rel_name, source in relations.items():
             if isinstance(source, pd.DataFrame):
                 con.register(rel_name, source)
-            else:
+            else:  # checked first: DuckDB's binder error names neither the file nor the problem
+                check_parquet(source)
                 con.read_parquet(str(source)).create_view(rel_name)
         return con.sql(sql).df()
     finally:
         con.close()
 
 
-def check_dataset(path: Path, columns: tuple[str, ...] = DIFF_COLUMNS) -> None:
-    """Fail with a message naming the file, before DuckDB fails with a binder error naming neither."""
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such file")
-    try:
-        names = pq.read_schema(path).names
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise ValueError(f"{path}: not a readable parquet file ({exc})") from None
-    missing = [c for c in columns if c not in names]
-    if missing:
-        raise ValueError(f"{path}: missing column(s) {', '.join(missing)}; "
-                         f"a dataset parquet needs {', '.join(columns)}")
-
-
 def diff(old: Path, new: Path) -> dict[str, pd.DataFrame]:
     """Rows added, removed and with changed answers between two dataset files, and per category."""
     old, new = Path(old), Path(new)
     for path in (old, new):
-        check_dataset(path)
+        check_parquet(path, DIFF_COLUMNS)
     return {"diff": run_query("diff", old=old, new=new),
             "diff_by_category": run_query("diff_by_category", old=old, new=new)}
 

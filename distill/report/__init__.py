@@ -12,12 +12,12 @@ PNG plots: plots.py; shared figure helpers: figures.py.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 import pandas as pd
 
+from distill.contracts import read_json, read_parquet
 from distill.io import write_text
 from distill.report import plots
 from distill.report.constraint import constraint_section
@@ -51,13 +51,13 @@ def load_baseline(results_dir: str | Path | None) -> dict | None:
     selection_path = root / "selection.json"
     if not selection_path.is_file():
         raise FileNotFoundError(f"report.baseline: {selection_path} not found (an earlier results/ tree)")
-    epoch = json.loads(selection_path.read_text())["task_epoch"]
+    epoch = read_json(selection_path)["task_epoch"]
     score_path = root / "scores" / f"epoch_{epoch}.json"
     for path in (score_path, score_path.with_suffix(".parquet")):
         if not path.is_file():
             raise FileNotFoundError(f"report.baseline: {path} not found")
-    return {"name": str(root), "epoch": epoch, "score": json.loads(score_path.read_text()),
-            "table": pd.read_parquet(score_path.with_suffix(".parquet"))}
+    return {"name": str(root), "epoch": epoch, "score": read_json(score_path),
+            "table": read_parquet(score_path.with_suffix(".parquet"))}
 
 
 def _link(title: str, path: Path, report_path: Path) -> str:

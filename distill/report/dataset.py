@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from distill.contracts import read_parquet
 from distill.dataset.diagnostics import markdown_table
 
 TABLES = ("counts", "rejections", "saturation", "overlap", "suspect_gold_before", "suspect_gold_after",
@@ -17,7 +18,7 @@ TABLES = ("counts", "rejections", "saturation", "overlap", "suspect_gold_before"
 def read_diagnostics(diagnostics_dir: Path) -> dict[str, pd.DataFrame | None]:
     """The diagnostics parquet tables by name; None for a table that is absent."""
     paths = {n: Path(diagnostics_dir) / f"{n}.parquet" for n in TABLES}
-    return {n: pd.read_parquet(p) if p.is_file() else None for n, p in paths.items()}
+    return {n: read_parquet(p) if p.is_file() else None for n, p in paths.items()}
 
 
 def dataset_section(diag: dict[str, pd.DataFrame | None], summary_link: str) -> str:

@@ -17,6 +17,7 @@ from typing import Any
 
 import pandas as pd
 
+from distill.contracts import SCORE_COLUMNS
 from distill import config
 from distill.claude.usage import USAGE_FIELDS
 from distill.io import dumps, json_list, tool_outputs
@@ -354,12 +355,3 @@ def score_frame(df: pd.DataFrame, judge: Judge, cfg: dict, *, tools: Sequence[di
     with ThreadPoolExecutor(getattr(judge, "concurrency", 1)) as pool:  # map keeps row order
         rows = list(pool.map(lambda r: score_question(r, judge, cfg, tools, rubric, claims), df.to_dict("records")))
     return pd.DataFrame(rows, columns=SCORE_COLUMNS)
-
-
-SCORE_COLUMNS = (
-    "trace_id", "category", "model_id", "ticker", "question", "gold_answer", "pred_answer", "gold_calls",
-    "pred_calls", "failure", "tool_call", "call_error", "call_error_detail", "leniencies", "tool_call_strict",
-    "strict_error", "strict_error_detail", "paraphrase_same_docs", "answered", "answer_reason", "grounded",
-    "ungrounded", "judge", "judge_reasons", "judge_details", "judge_rubric", "judge_rationale", "judge_error",
-    "judge_model", *(f"judge_{key}" for key in USAGE_FIELDS),
-)

@@ -30,6 +30,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from distill.contracts import read_parquet
 from distill.claude.client import MissingKeyError
 from distill.claude.loop import Event
 from distill.dataset.scenarios import build_grid
@@ -70,7 +71,7 @@ class Workbench:
     def from_config(cls, cfg: dict, results_dir: str | Path) -> Workbench:
         """The teacher `teacher.backend` names; the grid from results/scenarios.parquet, else built from cfg."""
         path = Path(results_dir) / "scenarios.parquet"
-        grid = pd.read_parquet(path) if path.exists() else build_grid(cfg)
+        grid = read_parquet(path) if path.exists() else build_grid(cfg)
         offline = cfg["teacher"]["backend"] == "offline"
         label = "offline teacher simulator, standing in for Claude" if offline else f"Claude {cfg['teacher']['model']}"
         try:

@@ -32,7 +32,6 @@ turn records how long it waited. A streaming client that disconnects stops its d
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import queue
 import threading
@@ -50,6 +49,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException
 
+from distill.contracts import read_json
 from distill.serving.chat_page import Workbench, add_chat_page
 from distill.serving.content import TurnStream, content_blocks, sse
 from distill.serving.request import CountTokensRequest, InvalidRequest, MessagesRequest, to_conversation
@@ -367,7 +367,7 @@ def chosen_adapter(results_dir: str | Path) -> Path:
     if not selection.exists():
         raise FileNotFoundError(f"{selection} not found: build it (snakemake --cores 2 {selection}) "
                                 f"or name an adapter or merged model directory")
-    adapter = Path(results_dir) / "adapter" / f"epoch_{json.loads(selection.read_text())['task_epoch']}"
+    adapter = Path(results_dir) / "adapter" / f"epoch_{read_json(selection)['task_epoch']}"
     if not (adapter / "adapter_config.json").exists():
         raise FileNotFoundError(f"{adapter}: no adapter there ({selection} names it)")
     return adapter

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from distill.contracts import read_parquet
 from distill.io import write_parquet
 from distill.teacher.base import SYSTEM_PROMPT, Teacher, TeacherFailed, Trace, run_grid
 
@@ -33,7 +34,7 @@ def build_traces(cfg: dict, scenarios_path: str | Path, out_path: str | Path, ca
     scenarios failed than the config allows."""
     teacher = make_teacher(cfg, cache_dir)
     log.info("teacher backend=%s model=%s", teacher.backend, teacher.model)
-    traces = run_grid(pd.read_parquet(scenarios_path), teacher)
+    traces = run_grid(read_parquet(scenarios_path), teacher)
     log.info("traces: %d (%d with teacher_error), %d requests", len(traces), traces["teacher_error"].notna().sum(),
              traces["requests"].sum())
     write_parquet(traces, out_path)
