@@ -44,14 +44,15 @@ def student_url(args: argparse.Namespace, cfg: dict) -> Iterator[str]:
     if args.url:
         yield args.url
         return
-    with ServerThread(make_app(load_engine(args, cfg))) as server:
+    with ServerThread(make_app(load_engine(args, cfg), max_request_mb=cfg["serve"]["max_request_mb"])) as server:
         yield server.url
 
 
 def serve(args: argparse.Namespace, cfg: dict) -> None:
     use_available_cores()
     serve_forever(load_engine(args, cfg), args.host or cfg["serve"]["host"],
-                  cfg["serve"]["port"] if args.port is None else args.port, Workbench.from_config(cfg, args.results))
+                  cfg["serve"]["port"] if args.port is None else args.port, Workbench.from_config(cfg, args.results),
+                  cfg["serve"]["max_request_mb"])
 
 
 def chat(args: argparse.Namespace, cfg: dict) -> None:

@@ -32,6 +32,7 @@ turn records how long it waited. A streaming client that disconnects stops its d
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import queue
 import threading
@@ -274,9 +275,57 @@ def model_info(engine: StudentEngine) -> dict:
             "created_at": engine.created}
 
 
-def make_app(engine: StudentEngine, workbench: Workbench | None = None) -> FastAPI:
+class BodyLimit:
+    """ASGI middleware: a request body over `limit` bytes is a 413 in the API's shape, refused by its
+    Content-Length before any of it is read, or as soon as a body sent without one (chunked) passes the
+    limit. The body is read here and handed on whole (FastAPI would read it whole anyway, and would turn an
+    error raised while reading into a 400)."""
+
+    def __init__(self, app: Any, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        length = dict(scope["headers"]).get(b"content-length", b"0")
+        if not length.isdigit() or int(length) > self.limit:
+            return await self._refuse(send, length.decode(errors="replace"))
+        chunks, seen = [], 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return  # the client left before its request was complete
+            seen += len(message.get("body", b""))
+            if seen > self.limit:
+                return await self._refuse(send, f"more than {self.limit}")
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body"):
+                break
+        first = {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+
+        async def replay() -> dict:
+            nonlocal first
+            if first is not None:
+                message, first = first, None
+                return message
+            return await receive()  # after the body: a streaming response listens for the disconnect
+
+        await self.app(scope, replay, send)
+
+    async def _refuse(self, send: Callable, length: str) -> None:
+        limit_mb = self.limit / 2**20
+        body = json.dumps(error_body(413, f"request body: {length} bytes is over the server's limit of "
+                                          f"{limit_mb:g} MB (config serve.max_request_mb)")).encode()
+        await send({"type": "http.response.start", "status": 413,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                                (b"connection", b"close")]})
+        await send({"type": "http.response.body", "body": body})
+
+
+def make_app(engine: StudentEngine, workbench: Workbench | None = None, max_request_mb: float = 32) -> FastAPI:
     """The FastAPI app around one loaded `engine`; with `workbench`, also the chat page at `/`."""
     app = FastAPI(title="distill student (Anthropic Messages API)")
+    app.add_middleware(BodyLimit, limit=int(max_request_mb * 2**20))
     if workbench is not None:
         add_chat_page(app, workbench)
 
@@ -354,11 +403,12 @@ class ServerThread:
         self.thread.join(timeout=30)
 
 
-def serve_forever(engine: StudentEngine, host: str, port: int, workbench: Workbench | None = None) -> None:
+def serve_forever(engine: StudentEngine, host: str, port: int, workbench: Workbench | None = None,
+                  max_request_mb: float = 32) -> None:
     """`python -m distill serve`: uvicorn in the foreground until interrupted."""
     log.info("serving %s on http://%s:%d/v1/messages%s", engine.name, host, port,
              f", the chat page on http://{host}:{port}/" if workbench else "")
-    uvicorn.run(make_app(engine, workbench), host=host, port=port, log_level="info")
+    uvicorn.run(make_app(engine, workbench, max_request_mb), host=host, port=port, log_level="info")
 
 
 def chosen_adapter(results_dir: str | Path) -> Path:
