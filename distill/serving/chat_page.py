@@ -17,10 +17,7 @@ goes away stops the student's stream, and so its decoder, at the next token.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import queue
-import threading
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +34,7 @@ from distill.dataset.scenarios import build_grid
 from distill.serving.assistant import MODES, Answer, Assistant, Backend, StudentBackend, make_teacher_backend, usage_cost
 from distill.serving.content import sse
 from distill.serving.request import InvalidRequest
+from distill.serving.threaded import Put, in_thread
 from distill.workbench.registry import MODELS, TICKERS
 
 log = logging.getLogger(__name__)
@@ -120,35 +118,25 @@ class PageGone(Exception):
     """The page stopped reading: the assistant's run is abandoned at its next event."""
 
 
-async def thread_events(work: Callable[[Event], None]) -> AsyncIterator[str]:
-    """Run `work(emit)` in a thread and send each event it emits as one Server-Sent Event; when the
-    client goes away, the thread's next emit raises PageGone."""
-    events: queue.Queue = queue.Queue()
-    gone = threading.Event()
+async def page_events(work: Callable[[Event], None]) -> AsyncIterator[str]:
+    """Run `work(emit)` (distill.serving.threaded) and send each event it emits as one Server-Sent Event;
+    once the page has gone, the next emit raises PageGone and the question is abandoned."""
 
-    def emit(event: dict) -> None:
-        if gone.is_set():
-            raise PageGone
-        events.put(event)
+    def run(put: Put) -> None:
+        def emit(event: dict) -> None:
+            if not put(event):
+                log.info("the chat page went away; its question was abandoned")
+                raise PageGone
+        work(emit)
 
-    def run() -> None:
-        try:
-            work(emit)
-        except PageGone:
-            log.info("the chat page went away; its question was abandoned")
-        except Exception as exc:  # shown on the page, and logged
-            log.exception("the assistant failed")
-            message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
-            events.put({"type": "error", "message": f"{type(exc).__name__}: {message}"})
-        finally:
-            events.put(None)
-
-    threading.Thread(target=run, name="workbench-ask", daemon=True).start()
-    try:
-        while (event := await asyncio.to_thread(events.get)) is not None:
-            yield sse(event)
-    finally:
-        gone.set()
+    async for batch in in_thread(run, "workbench-ask"):
+        for kind, value in batch:
+            if kind == "put":
+                yield sse(value)
+            elif kind == "error":  # shown on the page, and logged
+                log.error("the assistant failed", exc_info=value)
+                message = value.args[0] if isinstance(value, KeyError) and value.args else str(value)
+                yield sse({"type": "error", "message": f"{type(value).__name__}: {message}"})
 
 
 def add_chat_page(app: FastAPI, workbench: Workbench) -> None:
@@ -171,5 +159,5 @@ def add_chat_page(app: FastAPI, workbench: Workbench) -> None:
         def work(emit: Event) -> None:
             emit(answer_event(workbench.ask(body, url, emit)))
 
-        return StreamingResponse(thread_events(work), media_type="text/event-stream",
+        return StreamingResponse(page_events(work), media_type="text/event-stream",
                                  headers={"cache-control": "no-cache"})

@@ -31,10 +31,8 @@ turn records how long it waited. A streaming client that disconnects stops its d
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
-import queue
 import threading
 import time
 import uuid
@@ -54,6 +52,7 @@ from distill.contracts import read_json
 from distill.serving.chat_page import Workbench, add_chat_page
 from distill.serving.content import TurnStream, content_blocks, sse
 from distill.serving.request import CountTokensRequest, InvalidRequest, MessagesRequest, to_conversation
+from distill.serving.threaded import Put, in_thread
 from distill.student.chat import IM_END, Message, generation_prompt, render
 from distill.student.constrain import UNCONSTRAINED, ConstrainConfig, Constrainer
 from distill.student.decode import GreedyDecoder, unsupported
@@ -200,54 +199,37 @@ def respond(engine: StudentEngine, request: MessagesRequest) -> dict:
 
 async def stream(engine: StudentEngine, prepared: Prepared, max_tokens: int) -> AsyncIterator[str]:
     """The response to a `stream: true` request as Server-Sent Events, token by token as the decoder writes
-    them (distill.serving.content.TurnStream). Generation runs in its own thread; when the client goes away
-    the events stop being read, this generator is closed, and the decoder stops at its next token."""
-    updates: queue.Queue = queue.Queue()
-    gone = threading.Event()
+    them (distill.serving.content.TurnStream). Generation runs in its own thread (distill.serving.threaded):
+    when the client goes away this generator is closed and the decoder stops at its next token."""
 
-    def on_text(text: str) -> bool:
-        updates.put(("text", text))
-        return not gone.is_set()
+    def work(put: Put) -> Completion:
+        return engine.complete(prepared, max_tokens, on_text=put)
 
-    def work() -> None:
-        try:
-            updates.put(("done", engine.complete(prepared, max_tokens, on_text=on_text)))
-        except Exception as exc:  # reported to the client as an error event, and logged
-            log.exception("streamed generation failed")
-            updates.put(("error", exc))
-
-    threading.Thread(target=work, name="student-stream", daemon=True).start()
     turn = TurnStream(prepared.tools, engine.constrain.tool_calls, engine.constrain.repeats == "stop")
     message = _message(engine, [], None, {"input_tokens": len(prepared.ids), "output_tokens": 0})
     yield sse({"type": "message_start", "message": message})
     yield sse({"type": "ping"})
-    try:
-        while True:
-            items = [await asyncio.to_thread(updates.get)]
-            while not updates.empty():
-                items.append(updates.get_nowait())
-            texts = [value for kind, value in items if kind == "text"]
-            for event in turn.update(texts[-1]) if texts else []:  # only the latest text matters
-                yield sse(event)
-            if items[-1][0] == "text":
-                continue
-            kind, value = items[-1]  # "done" or "error", always the thread's last item
-            if kind == "error":
-                yield sse(error_body(500, f"generation failed: {value}"))
-                return
-            blocks, stop = content_blocks(value.text, prepared.tools, value.ended)
-            for event in turn.update(value.text) + turn.finish(blocks):
-                yield sse(event)
-                if event["type"] == "error":
-                    return
-            yield sse({"type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": None},
-                       "usage": {"output_tokens": value.output_tokens}})
-            yield sse({"type": "message_stop"})
-            log.info("%s: streamed %d in, %d out tokens, %s, queued %.2fs", message["id"], value.input_tokens,
-                     value.output_tokens, stop, value.queued_s)
+    async for batch in in_thread(work, "student-stream"):
+        texts = [value for kind, value in batch if kind == "put"]
+        for event in turn.update(texts[-1]) if texts else []:  # only the latest text matters
+            yield sse(event)
+        kind, value = batch[-1]
+        if kind == "put":
+            continue
+        if kind == "error":  # reported to the client as an error event, and logged
+            log.error("streamed generation failed", exc_info=value)
+            yield sse(error_body(500, f"generation failed: {value}"))
             return
-    finally:
-        gone.set()
+        blocks, stop = content_blocks(value.text, prepared.tools, value.ended)
+        for event in turn.update(value.text) + turn.finish(blocks):
+            yield sse(event)
+            if event["type"] == "error":
+                return
+        yield sse({"type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": None},
+                   "usage": {"output_tokens": value.output_tokens}})
+        yield sse({"type": "message_stop"})
+        log.info("%s: streamed %d in, %d out tokens, %s, queued %.2fs", message["id"], value.input_tokens,
+                 value.output_tokens, stop, value.queued_s)
 
 
 # ---- HTTP -----------------------------------------------------------------------------------------------
