@@ -33,6 +33,7 @@ TRACE = (*SCENARIO, "trace_id", "messages", "final_answer", "tool_outputs", "bac
          "injected_faults", *USAGE_FIELDS, "requests", "batch_api", "teacher_error")
 GROUNDED = (*TRACE, "ungrounded")
 CORRECTED = (*GROUNDED, "corrected", "correction_ids")
+CORRECTIONS_LOG = ("trace_id", "correction_id", "category", "model_id", "old_answer", "new_answer")
 PREDICTION = ("trace_id", "category", "model_id", "model_kind", "ticker", "question", "gold_calls", "gold_answer",
               "pred_calls", "pred_answer", "tool_outputs", "failure", "n_turns", "raw_turns")
 
@@ -43,7 +44,7 @@ PARQUET: dict[str, tuple[str, ...]] = {
     "grounded.parquet": GROUNDED,
     "grounding_rejected.parquet": (*GROUNDED, "reason"),
     "corrected.parquet": CORRECTED,
-    "corrections_log.parquet": ("trace_id", "correction_id", "category", "model_id", "old_answer", "new_answer"),
+    "corrections_log.parquet": CORRECTIONS_LOG,
     "split/train.parquet": (*CORRECTED, "split"),
     "split/eval.parquet": (*CORRECTED, "split"),
     "predictions/epoch_*.parquet": PREDICTION,

@@ -22,18 +22,34 @@ def corrections_file(wildcards):
     return [file] if file else []
 
 
-rule apply_corrections:
-    """Declarative gold fixes, each applied correction logged per row."""
+rule plan_corrections:
+    """Declarative gold fixes checked against the data: the per-row change log, before anything is applied
+    (a bad corrections file stops here, leaving corrected.parquet and all downstream as they were)."""
     input:
         grounded=path("grounded", "grounded.parquet"),
         corrections=corrections_file,
         schema="schemas/corrections.schema.yaml",
-        code=script_sources("scripts/apply_corrections.py"),
+        code=script_sources("scripts/plan_corrections.py"),
     output:
-        corrected="results/{run_dir}corrected.parquet",
-        log_table="results/{run_dir}corrections_log.parquet",
+        "results/{run_dir}corrections_log.parquet",
     params:
         cfg=params("corrected"),
+    log:
+        "results/{run_dir}logs/plan_corrections.log",
+    resources:
+        mem_mb=1000,
+    script:
+        "../scripts/plan_corrections.py"
+
+
+rule apply_corrections:
+    """The planned gold fixes applied: corrected.parquet, each row's corrections named."""
+    input:
+        grounded=path("grounded", "grounded.parquet"),
+        corrections_log=path("corrected", "corrections_log.parquet"),
+        code=script_sources("scripts/apply_corrections.py"),
+    output:
+        "results/{run_dir}corrected.parquet",
     log:
         "results/{run_dir}logs/apply_corrections.log",
     resources:

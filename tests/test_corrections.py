@@ -5,7 +5,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from distill.dataset.corrections import CorrectionError, apply_corrections, load_corrections
+from distill.dataset.corrections import CorrectionError, apply_plan, load_corrections, plan_corrections
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = ROOT / "schemas" / "corrections.schema.yaml"
@@ -27,6 +27,12 @@ def frame():
         _row("t3", "ridge_forecaster", "ml", "method_validation", "Fitted on a chronological 80/20 train/test split."),
         _row("t4", "rsi_reversion", "rule", "method_lookahead", "It trades on the next bar."),
     ])
+
+
+def apply_corrections(frame, entries):
+    """Both rules' steps: plan (checked against the data), then apply."""
+    log = plan_corrections(frame, entries)
+    return apply_plan(frame, log), log
 
 
 def _write(tmp_path, text):
@@ -83,3 +89,27 @@ def test_unknown_trace_id_is_an_error(tmp_path, frame):
 def test_malformed_file_names_the_problem(tmp_path, text, needle):
     with pytest.raises(CorrectionError, match=needle.replace("(", r"\(")):
         load_corrections(_write(tmp_path, text), SCHEMA)
+
+
+def test_two_entries_correcting_a_row_differently_is_an_error(tmp_path, frame):
+    p = _write(tmp_path, "corrections:\n- id: one\n  reason: r\n  select: {template_id: method_lookahead}\n  answer: x\n"
+                         "- id: two\n  reason: r\n  select: {trace_ids: [t4]}\n  answer: y\n")
+    with pytest.raises(CorrectionError, match="'one' and 'two' both correct t4, differently"):
+        apply_corrections(frame, load_corrections(p, SCHEMA))
+
+
+def test_an_entry_repeating_an_earlier_ones_answer_is_no_conflict(tmp_path, frame):
+    p = _write(tmp_path, "corrections:\n- id: one\n  reason: r\n  select: {template_id: method_lookahead}\n  answer: x\n"
+                         "- id: two\n  reason: r\n  select: {trace_ids: [t4]}\n  answer: x\n")
+    out, log = apply_corrections(frame, load_corrections(p, SCHEMA))
+    assert sorted(log["trace_id"]) == ["t2", "t4"] and set(log["correction_id"]) == {"one"}
+    assert out.set_index("trace_id").loc["t4", "final_answer"] == "x"
+
+
+def test_a_log_planned_from_other_data_is_refused(frame):
+    log = plan_corrections(frame, load_corrections(ROOT / "corrections.yaml", SCHEMA))
+    edited = frame.assign(final_answer=frame["final_answer"].str.replace("SMA", "EMA"))
+    with pytest.raises(CorrectionError, match="t1 has another gold answer than the log's old_answer; the log is stale"):
+        apply_plan(edited, log)
+    with pytest.raises(CorrectionError, match="t2 is not in the data"):
+        apply_plan(frame[frame["trace_id"] != "t2"], log)

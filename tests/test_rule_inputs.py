@@ -158,7 +158,7 @@ def test_editing_split_reruns_the_rules_that_import_it(workflow):
 
 
 # Rules that make what the scorer reads (predictions) and everything they depend on.
-UPSTREAM_OF_SCORING = ("build_scenarios", "run_teacher", "ground_traces", "apply_corrections", "split_dataset",
+UPSTREAM_OF_SCORING = ("build_scenarios", "run_teacher", "ground_traces", "plan_corrections", "apply_corrections", "split_dataset",
                        "prepare_base_model", "train_student", "predict_epoch")
 RULER_RULES = ("score_epoch", "select_epoch")
 

@@ -87,7 +87,7 @@ def test_gold_correction_reruns_dataset_onward_never_teacher_or_grounding(built)
     fix = "train/test split; every metric covers the whole window."
     with edited_file(built / "corrections.yaml", lambda text: text.replace("train/test split.", fix)):
         jobs = planned_jobs(built, REPORT)
-        assert {"apply_corrections", "split_dataset", "train_student", "predict_epoch", "predict_unconstrained",
+        assert {"plan_corrections", "apply_corrections", "split_dataset", "train_student", "predict_epoch", "predict_unconstrained",
                 "score_epoch", "score_unconstrained", "select_epoch", "build_report", "diagnose_dataset"} == set(jobs)
         assert not UPSTREAM & set(jobs)
 

@@ -3,7 +3,13 @@
 Bad gold data copied from the teacher is one of the three classic failures this pipeline makes cheap
 to fix: a correction is a reviewed YAML entry, not an edit to a parquet file, so it is versioned,
 re-applied on every rebuild and logged per row. Entries apply in file order; each must match at least
-one row, otherwise the file is stale and the build stops.
+one row, otherwise the file is stale and the build stops, and no row may be corrected differently by two
+entries.
+
+Two steps, two rules: plan_corrections checks the file against the data and writes the change log
+(corrections_log.parquet, reviewable with DuckDB before anything is applied); apply_corrections applies
+it. A bad corrections file therefore fails the planning rule, and corrected.parquet, its downstream and
+the trained adapters stay as they were.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import jsonschema
 import pandas as pd
 import yaml
 
+from distill.contracts import CORRECTIONS_LOG
 from distill.io import dumps
 from distill.workbench.registry import get_model
 
@@ -84,36 +91,59 @@ def _replace_final_answer(messages_json: str, answer: str) -> str:
     return dumps(messages)
 
 
-def apply_corrections(df: pd.DataFrame, entries: list[dict]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Apply entries in order; return (corrected frame, per-row log). Unmatched entry → CorrectionError."""
-    out = df.copy()
-    out["corrected"] = False
-    applied: dict[int, list[str]] = {i: [] for i in out.index}
+def plan_corrections(df: pd.DataFrame, entries: list[dict]) -> pd.DataFrame:
+    """The per-row change log of applying `entries` in file order to the gold answers of `df`
+    (CONTRACTS.md corrections_log.parquet), checked against the data: an entry that matches no row, names an
+    unknown trace id, or changes a row an earlier entry already changed to something else is an error."""
+    answers = df.set_index("trace_id")["final_answer"].copy()
+    work = df.copy()
+    changed_by: dict[str, str] = {}
     log_rows: list[dict] = []
     for entry in entries:
-        unknown = set(entry["select"]) - {"trace_ids", "pattern"} - set(out.columns)
+        unknown = set(entry["select"]) - {"trace_ids", "pattern"} - set(work.columns)
         if unknown:
             raise CorrectionError(f"correction {entry['id']!r}: select uses unknown column(s) {sorted(unknown)}")
-        idx = out.index[_mask(out, entry["select"])]
-        if len(idx) == 0:
+        if absent := set(entry["select"].get("trace_ids", [])) - set(work["trace_id"]):
+            raise CorrectionError(f"correction {entry['id']!r}: trace id(s) not found: {sorted(absent)}")
+        rows = work[_mask(work, entry["select"])]
+        if rows.empty:
             raise CorrectionError(f"correction {entry['id']!r} matches no row (select={entry['select']}); "
                                   "remove it or fix its selector")
-        missing = set(entry["select"].get("trace_ids", [])) - set(out.loc[idx, "trace_id"])
-        if missing:
-            raise CorrectionError(f"correction {entry['id']!r}: trace id(s) not found: {sorted(missing)}")
-        for i in idx:
-            row = out.loc[i]
+        if unmatched := set(entry["select"].get("trace_ids", [])) - set(rows["trace_id"]):
+            raise CorrectionError(f"correction {entry['id']!r}: trace id(s) {sorted(unmatched)} fail its other "
+                                  "select conditions")
+        for i, row in rows.iterrows():
             new = _new_answer(entry, row)
             if not new:
                 raise CorrectionError(f"correction {entry['id']!r} leaves an empty answer for {row['trace_id']}")
-            log_rows.append({"trace_id": row["trace_id"], "correction_id": entry["id"],
-                             "category": row["category"], "model_id": row["model_id"],
-                             "old_answer": row["final_answer"], "new_answer": new})
-            out.at[i, "final_answer"] = new
-            out.at[i, "messages"] = _replace_final_answer(row["messages"], new)
-            out.at[i, "corrected"] = True
-            applied[i].append(entry["id"])
-    out["correction_ids"] = [dumps(applied[i]) for i in out.index]
-    log = pd.DataFrame(log_rows, columns=["trace_id", "correction_id", "category", "model_id",
-                                          "old_answer", "new_answer"])
-    return out, log
+            if new == row["final_answer"] and row["trace_id"] in changed_by:
+                continue  # says what an earlier entry already made it say
+            if row["trace_id"] in changed_by:
+                raise CorrectionError(
+                    f"corrections {changed_by[row['trace_id']]!r} and {entry['id']!r} both correct "
+                    f"{row['trace_id']}, differently ({row['final_answer']!r} vs {new!r}); narrow one selector")
+            changed_by[row["trace_id"]] = entry["id"]
+            log_rows.append({"trace_id": row["trace_id"], "correction_id": entry["id"], "category": row["category"],
+                             "model_id": row["model_id"], "old_answer": answers[row["trace_id"]], "new_answer": new})
+            work.at[i, "final_answer"] = new
+    return pd.DataFrame(log_rows, columns=list(CORRECTIONS_LOG))
+
+
+def apply_plan(df: pd.DataFrame, log: pd.DataFrame) -> pd.DataFrame:
+    """The corrected frame: each logged row's gold answer (and the conversation's last assistant turn)
+    replaced, `corrected` and `correction_ids` added. A log that does not fit `df` (an unknown trace id, an
+    old answer that is not the row's) is an error: it was planned from other data."""
+    out = df.copy()
+    by_id = dict(zip(out["trace_id"], out.index))
+    out["corrected"] = False
+    out["correction_ids"] = "[]"
+    for entry in log.itertuples(index=False):
+        i = by_id.get(entry.trace_id)
+        if i is None or out.at[i, "final_answer"] != entry.old_answer:
+            problem = "is not in the data" if i is None else "has another gold answer than the log's old_answer"
+            raise CorrectionError(f"corrections log: {entry.trace_id} {problem}; the log is stale, plan it again")
+        out.at[i, "final_answer"] = entry.new_answer
+        out.at[i, "messages"] = _replace_final_answer(out.at[i, "messages"], entry.new_answer)
+        out.at[i, "corrected"] = True
+        out.at[i, "correction_ids"] = dumps([entry.correction_id])
+    return out
