@@ -55,6 +55,13 @@ def test_run_backtest_schema_defaults_match_the_engine():
     ("run_backtest", {**GOOD, "end": "2030-01-01"}, "end"),
     ("run_backtest", {**GOOD, "start": "2022-11-01"}, "start/end"),
     ("run_backtest", {**GOOD, "fee_bps": -3}, "fee_bps"),
+    ("run_backtest", {**GOOD, "fee_bps": 1e308}, "fee_bps"),  # absurd fees
+    ("run_backtest", {**GOOD, "fee_bps": True}, "fee_bps"),
+    ("run_backtest", json.dumps(GOOD)[:-1] + ', "fee_bps": NaN}', "fee_bps"),  # JSON as Python reads it
+    ("run_backtest", json.dumps(GOOD)[:-1] + ', "slippage_bps": Infinity}', "slippage_bps"),
+    ("run_backtest", json.dumps(GOOD)[:-1] + ', "fee_bps": 1e400}', "fee_bps"),
+    ("run_backtest", {**GOOD, "start": "2021-06-01", "end": "2021-06-01"}, "start/end"),  # empty windows
+    ("run_backtest", {**GOOD, "start": "2021-06-05", "end": "2021-06-06"}, "0 trading days"),
     ("run_backtest", {**GOOD, "slippage_bps": "2"}, "slippage_bps"),
     ("run_backtest", {**GOOD, "capital": 1e6}, "capital"),
     ("search_docs", {"query": ""}, "query"),
