@@ -65,6 +65,7 @@ class Recorded:
     path: str
     headers: dict[str, str]
     body: Any
+    answered: bool = False  # the whole response was written: a request the API completed (and billed)
 
 
 class AnthropicServer:
@@ -86,6 +87,10 @@ class AnthropicServer:
     def __exit__(self, *exc: object) -> None:
         self._httpd.shutdown()
         self._httpd.server_close()
+
+    def answered(self) -> list[dict]:
+        """Bodies of the POST /v1/messages requests whose response was written in full, in order."""
+        return [r.body for r in self.requests if r.method == "POST" and r.path == "/v1/messages" and r.answered]
 
     def messages(self) -> list[dict]:
         """Bodies of the POST /v1/messages requests received, in order."""
@@ -162,8 +167,9 @@ class AnthropicServer:
                     return
                 body = json.loads(raw) if raw else None
                 path = self.path.split("?")[0]
+                record = Recorded(method, path, {k.lower(): v for k, v in self.headers.items()}, body)
                 with server._lock:
-                    server.requests.append(Recorded(method, path, {k.lower(): v for k, v in self.headers.items()}, body))
+                    server.requests.append(record)
                     reply = server._route(method, path, body)
                 jsonl = reply.headers.pop("_jsonl", None)
                 payload = (jsonl if jsonl is not None else json.dumps(reply.body)).encode()
@@ -175,6 +181,8 @@ class AnthropicServer:
                     self.send_header(key, value)
                 self.end_headers()
                 self.wfile.write(payload)
+                self.wfile.flush()
+                record.answered = True
 
             def do_GET(self) -> None:
                 self._serve("GET")

@@ -1,10 +1,16 @@
-"""The whole DAG through real Snakemake on a tiny config: report, HTML report, incremental rebuilds."""
+"""The whole DAG through real Snakemake on a tiny config: report, HTML report, incremental rebuilds, the
+same artifacts from `--cores 2` and from a build killed twice."""
 import json
+import re
+import time
+from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 
-from tests.workflow_helpers import copy_workflow, edited_file, edited_config, planned_jobs, snakemake
+from distill.student.checkpoints import completed_epochs
+from tests.workflow_helpers import copy_workflow, edited_file, edited_config, kill_when, planned_jobs, snakemake
 
 pytestmark = pytest.mark.slow
 
@@ -45,6 +51,103 @@ def test_report_answers_the_question(built):
         assert (built / f"results/adapter/epoch_{n}/adapter_config.json").exists()
     assert planned_jobs(built, REPORT) == {}
 
+
+
+# Wall-clock measurements: the only thing two builds of the same inputs may differ in.
+TIMINGS = re.compile(r"seconds|tokens_per_second|tok/s|latency")
+
+
+def _less_timings(value: object) -> object:
+    """JSON-like `value` without its wall-clock keys; tensors as (dtype, shape, bytes)."""
+    if isinstance(value, dict):
+        return {k: _less_timings(v) for k, v in value.items() if not TIMINGS.search(str(k))}
+    if isinstance(value, (list, tuple)):
+        return [_less_timings(v) for v in value]
+    if isinstance(value, torch.Tensor):
+        return (str(value.dtype), tuple(value.shape), value.contiguous().numpy().tobytes())
+    return value
+
+
+def _markdown_less_timings(text: str) -> str:
+    """The report without the cells of its wall-clock columns (a header cell naming a time or a rate)."""
+    out, timed, in_table = [], set(), False
+    for line in text.splitlines():
+        row = line.startswith("|")
+        if row:
+            cells = line.strip().strip("|").split("|")
+            if not in_table:  # a table's header row
+                timed = {i for i, cell in enumerate(cells) if TIMINGS.search(cell)}
+            line = "|".join(cell for i, cell in enumerate(cells) if i not in timed)
+        in_table = row
+        out.append(line)
+    return "\n".join(out)
+
+
+def _content(path: Path) -> str | bytes:
+    """A file's content less its wall-clock fields, as text where it is a table, JSON, a checkpoint or the
+    report (so NaN == NaN and a time column does not count)."""
+    if path.suffix == ".parquet":
+        df = pd.read_parquet(path)
+        return df.drop(columns=[c for c in df.columns if TIMINGS.search(c)]).to_csv(index=False)
+    if path.suffix == ".json":
+        return json.dumps(_less_timings(json.loads(path.read_text())), sort_keys=True)
+    if path.suffix == ".pt":  # training state: its history holds each epoch's seconds
+        return repr(_less_timings(torch.load(path, weights_only=True)))
+    if path.suffix == ".md":
+        return _markdown_less_timings(path.read_text())
+    return path.read_bytes()
+
+
+def artifacts(results: Path) -> dict[str, str | bytes]:
+    """Every file of a build by its path (logs and Snakemake benchmark files, which hold times, left out)."""
+    return {f.relative_to(results).as_posix(): _content(f) for f in sorted(results.rglob("*"))
+            if f.is_file() and f.relative_to(results).parts[0] not in ("logs", "benchmarks")}
+
+
+def test_two_cores_build_the_same_artifacts_as_one(built, tmp_path):
+    """`--cores 2` runs jobs side by side in another order; every artifact (adapters, predictions, scores,
+    plots and the report included) is the same as the `--cores 1` build's, byte for byte or, for JSON and
+    parquet, value for value less the wall-clock fields."""
+    wd = copy_workflow(tmp_path / "repo", TINY)
+    proc = snakemake(wd, REPORT, "--cores", "2")
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-5000:]
+    one, two = artifacts(built / "results"), artifacts(wd / "results")
+    assert sorted(one) == sorted(two)
+    assert [name for name in one if one[name] != two[name]] == []
+
+
+def test_a_build_killed_in_prediction_and_mid_epoch_ends_with_the_same_artifacts(built, tmp_path):
+    """SIGKILL while a student predicts, then in the second epoch of training (the first one's checkpoint
+    written), each time followed by `snakemake --unlock` and the same command: training resumes after
+    epoch 1, and every artifact equals the uninterrupted build's."""
+    wd = copy_workflow(tmp_path / "repo", TINY)
+    logs, checkpoints = wd / "results/logs/predict_epoch", wd / "results/checkpoints/train"
+
+    def predicting() -> bool:
+        if not any("torch threads" in log.read_text() for log in logs.glob("*.log")):
+            return False
+        time.sleep(1.5)  # the student loaded and decoding
+        return True
+
+    kill_when(wd, predicting, REPORT)
+    assert not list((wd / "results/predictions").glob("*.parquet"))
+    assert snakemake(wd, "--unlock").returncode == 0
+
+    def second_epoch_running() -> bool:
+        if completed_epochs(checkpoints) != [1]:
+            return False
+        time.sleep(1)
+        return True
+
+    kill_when(wd, second_epoch_running, REPORT)
+    assert completed_epochs(checkpoints) == [1] and not (wd / "results/adapter").exists()
+    assert snakemake(wd, "--unlock").returncode == 0
+    proc = snakemake(wd, REPORT)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-5000:]
+    assert "resuming after epoch 1" in (wd / "results/logs/train_student.log").read_text()
+    one, resumed = artifacts(built / "results"), artifacts(wd / "results")
+    assert sorted(one) == sorted(resumed)
+    assert [name for name in one if one[name] != resumed[name]] == []
 
 
 @pytest.mark.parametrize("module, also", [("ruler/scoring.py", set()), ("ruler/answers.py", set()), ("ruler/judge/rubric.py", set()),

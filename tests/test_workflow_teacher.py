@@ -3,12 +3,17 @@ ticker re-runs the teacher stage but pays only for the new scenarios; the key ch
 lands in a file."""
 from __future__ import annotations
 
+import json
+import time
+from collections import Counter
+
 import pandas as pd
 import pytest
 
 from distill.claude.client import KEY_VAR
+from distill.claude.usage import USAGE_FIELDS
 from tests.anthropic_server import AnthropicServer, GridResponder
-from tests.workflow_helpers import copy_workflow, edited_config, edited_file, planned_jobs, snakemake
+from tests.workflow_helpers import copy_workflow, edited_config, edited_file, kill_when, planned_jobs, snakemake
 
 pytestmark = pytest.mark.slow
 FAKE_KEY = "sk-ant-test-FAKEKEY-workflow-9876543210"
@@ -60,6 +65,55 @@ def test_one_more_ticker_pays_only_for_the_new_scenarios(tmp_path, monkeypatch):
     assert planned_jobs(wd, *TARGETS, "--configfile", prices) == {"estimate_teacher_cost": 1}  # no teacher call
     with edited_file(wd / "distill" / "teacher" / "system_prompt.md"):  # a versioned input of the teacher
         assert "run_teacher" in planned_jobs(wd, "results/traces.parquet", "--configfile", cfg)
-    written = [p for root in (wd / "results", wd / ".snakemake" / "log") for p in root.rglob("*") if p.is_file()]
+    assert all(r.headers["x-api-key"] == FAKE_KEY for r in server.requests)  # the key was used...
+    written = written_files(wd)
     assert any(p.name.endswith(".json") for p in written)  # the response cache is among them
-    assert not [p for p in written if FAKE_KEY.encode() in p.read_bytes()]
+    assert any(p.suffix == ".log" for p in written)  # and the jobs' and Snakemake's own logs
+    assert not [p for p in written if FAKE_KEY.encode() in p.read_bytes()]  # ...and is written nowhere
+    assert FAKE_KEY not in proc.stdout + proc.stderr
+
+
+def written_files(wd) -> list:
+    """Every file a build wrote: its results and Snakemake's own state and logs."""
+    return [p for root in (wd / "results", wd / ".snakemake") for p in root.rglob("*") if p.is_file()]
+
+
+def _teacher_run(wd, server, monkeypatch, kill_after: int | None = None) -> list[str]:
+    """Build the traces against `server` (SIGKILLed once `kill_after` requests were answered, then the same
+    command again); return the request bodies the server answered before the kill."""
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", server.url)
+    done: list[str] = []
+    if kill_after is not None:
+        def ready() -> bool:
+            if len(server.answered()) < kill_after:
+                return False
+            done.extend(json.dumps(body, sort_keys=True) for body in server.answered())
+            time.sleep(0.5)  # the client has read and cached each of those answers
+            return True
+        kill_when(wd, ready, "results/traces.parquet")
+        assert not (wd / "results" / "traces.parquet").exists()
+        assert snakemake(wd, "--unlock").returncode == 0  # a killed Snakemake leaves its lock behind
+    proc = snakemake(wd, "results/traces.parquet")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return done
+
+
+def test_a_killed_teacher_stage_pays_no_answered_request_twice(tmp_path, monkeypatch):
+    """SIGKILL in the middle of the Claude teacher stage, then the same command: no request the API
+    answered before the kill is sent again (the response cache is written per answer), and the traces
+    equal an uninterrupted run's."""
+    monkeypatch.setenv(KEY_VAR, FAKE_KEY)
+    with AnthropicServer(GridResponder(delay=0.2)) as server:
+        killed = copy_workflow(tmp_path / "killed", TINY)
+        before = _teacher_run(killed, server, monkeypatch, kill_after=6)
+        answered = Counter(json.dumps(body, sort_keys=True) for body in server.answered())
+    assert len(before) >= 6 and all(answered[body] == 1 for body in before)
+    with AnthropicServer(GridResponder()) as server:
+        whole = copy_workflow(tmp_path / "whole", TINY)
+        _teacher_run(whole, server, monkeypatch)
+        assert len(server.answered()) == len(answered)  # every request of the whole run, each once
+    # usage differs by which request met the prompt cache first; everything else is the same
+    same = [c for c in pd.read_parquet(whole / "results" / "traces.parquet").columns if c not in USAGE_FIELDS]
+    pd.testing.assert_frame_equal(pd.read_parquet(killed / "results" / "traces.parquet")[same],
+                                  pd.read_parquet(whole / "results" / "traces.parquet")[same])
+    assert not [p for p in written_files(killed) if FAKE_KEY.encode() in p.read_bytes()]

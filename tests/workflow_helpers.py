@@ -1,10 +1,13 @@
 """Run the real Snakemake workflow on a copy of the repository, and read its dry-run plans."""
 from __future__ import annotations
 
+import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -47,6 +50,22 @@ def snakemake(workdir: Path, *args: str, timeout: int = 1200) -> subprocess.Comp
     """Run snakemake in `workdir` (the copy's own Snakefile and config.yaml)."""
     return subprocess.run([sys.executable, "-m", "snakemake", "--cores", "1", *args], cwd=workdir,
                           capture_output=True, text=True, timeout=timeout)
+
+
+def kill_when(workdir: Path, ready: Callable[[], bool], *args: str, timeout: float = 1200) -> None:
+    """Start snakemake in `workdir` and SIGKILL it with all its jobs (its whole process group: a power cut,
+    an OOM kill, a preempted node) as soon as `ready()` holds."""
+    proc = subprocess.Popen([sys.executable, "-m", "snakemake", "--cores", "1", *args], cwd=workdir,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + timeout
+    try:
+        while not ready():
+            assert proc.poll() is None, f"the build ended (exit {proc.returncode}) before it could be killed"
+            assert time.monotonic() < deadline, "the moment to kill the build never came"
+            time.sleep(0.1)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
 
 
 def planned_jobs(workdir: Path, target: str, *args: str) -> dict[str, int]:

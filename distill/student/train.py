@@ -100,7 +100,11 @@ def _setup_model(cfg: dict, base_dir: Path) -> tuple[Any, Any]:
         bias="none",
         task_type="CAUSAL_LM",
     )
-    return get_peft_model(model, peft_config), tokenizer
+    model = get_peft_model(model, peft_config)
+    # peft keeps target_modules as a set, so adapter_config.json would list them in the process's string-hash
+    # order: two runs of the same training would write different files. Sorted, every run writes the same.
+    model.peft_config["default"].target_modules = sorted(model.peft_config["default"].target_modules)
+    return model, tokenizer
 
 
 def _setup_data(rows: list[list[dict]], tools: list[dict], tokenizer: Any, max_len: int, name: str) -> list[dict]:
