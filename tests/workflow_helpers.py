@@ -48,15 +48,19 @@ def _merge(base: dict, extra: dict) -> None:
 
 def snakemake(workdir: Path, *args: str, timeout: int = 1200) -> subprocess.CompletedProcess:
     """Run snakemake in `workdir` (the copy's own Snakefile and config.yaml)."""
-    return subprocess.run([sys.executable, "-m", "snakemake", "--cores", "1", *args], cwd=workdir,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(_command(*args), cwd=workdir, capture_output=True, text=True, timeout=timeout)
+
+
+def _command(*args: str) -> list[str]:
+    """snakemake as the README runs it (`--cores 1`; a later `--cores` in `args` wins)."""
+    return [sys.executable, "-m", "snakemake", "--cores", "1", *args]
 
 
 def kill_when(workdir: Path, ready: Callable[[], bool], *args: str, timeout: float = 1200) -> None:
     """Start snakemake in `workdir` and SIGKILL it with all its jobs (its whole process group: a power cut,
     an OOM kill, a preempted node) as soon as `ready()` holds."""
-    proc = subprocess.Popen([sys.executable, "-m", "snakemake", "--cores", "1", *args], cwd=workdir,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(_command(*args), cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
     deadline = time.monotonic() + timeout
     try:
         while not ready():

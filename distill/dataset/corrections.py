@@ -95,8 +95,7 @@ def plan_corrections(df: pd.DataFrame, entries: list[dict]) -> pd.DataFrame:
     """The per-row change log of applying `entries` in file order to the gold answers of `df`
     (CONTRACTS.md corrections_log.parquet), checked against the data: an entry that matches no row, names an
     unknown trace id, or changes a row an earlier entry already changed to something else is an error."""
-    answers = df.set_index("trace_id")["final_answer"].copy()
-    work = df.copy()
+    work = df.copy()  # the answers as the entries so far left them
     changed_by: dict[str, str] = {}
     log_rows: list[dict] = []
     for entry in entries:
@@ -116,15 +115,15 @@ def plan_corrections(df: pd.DataFrame, entries: list[dict]) -> pd.DataFrame:
             new = _new_answer(entry, row)
             if not new:
                 raise CorrectionError(f"correction {entry['id']!r} leaves an empty answer for {row['trace_id']}")
-            if new == row["final_answer"] and row["trace_id"] in changed_by:
-                continue  # says what an earlier entry already made it say
             if row["trace_id"] in changed_by:
+                if new == row["final_answer"]:
+                    continue  # says what an earlier entry already made it say
                 raise CorrectionError(
                     f"corrections {changed_by[row['trace_id']]!r} and {entry['id']!r} both correct "
                     f"{row['trace_id']}, differently ({row['final_answer']!r} vs {new!r}); narrow one selector")
-            changed_by[row["trace_id"]] = entry["id"]
+            changed_by[row["trace_id"]] = entry["id"]  # a row changes once, so its answer here is the original
             log_rows.append({"trace_id": row["trace_id"], "correction_id": entry["id"], "category": row["category"],
-                             "model_id": row["model_id"], "old_answer": answers[row["trace_id"]], "new_answer": new})
+                             "model_id": row["model_id"], "old_answer": row["final_answer"], "new_answer": new})
             work.at[i, "final_answer"] = new
     return pd.DataFrame(log_rows, columns=list(CORRECTIONS_LOG))
 
