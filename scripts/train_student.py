@@ -7,14 +7,15 @@ adapters are published to the declared outputs.
 from distill.contracts import read_parquet
 from distill.io import setup_logging
 from distill.dataset.split import sample_per_category
-from distill.student.base_model import resolve_base, use_available_cores
+from distill.student.base_model import cap_heap_growth, resolve_base, use_available_cores
 from distill.student.checkpoints import publish_adapters
 from distill.student.train import train, train_config, training_conversations
 from distill.workbench import tools
 
 log = setup_logging(snakemake.log[0])
-log.info("torch threads: %d", use_available_cores())
 cfg = snakemake.params.cfg
+log.info("torch threads: %d, mmap threshold fixed: %s", use_available_cores(),
+         cap_heap_growth(cfg["student"]["malloc_mmap_threshold_mb"]))
 train_df = sample_per_category(read_parquet(snakemake.input.train, required=("trace_id", "messages")),
                                cfg["student"]["train"]["max_examples"], cfg["seed"],
                                cfg["student"]["train"]["category_weights"])

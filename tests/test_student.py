@@ -7,8 +7,11 @@ top layers at max_seq_len 256.
 from __future__ import annotations
 
 import json
+import platform
 import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -102,6 +105,41 @@ def test_autocast_auto_casts_only_where_bf16_is_native(monkeypatch, native: bool
     assert for_inference(model.float(), None, "none").weight.dtype == torch.float32
     with pytest.raises(ValueError, match="autocast must be one of .*'auto' or null, got 'float16'"):
         native_autocast("float16", cpu)
+
+
+_HEAP_PROBE = """
+import ctypes, sys
+from distill.student.base_model import cap_heap_growth
+capped = cap_heap_growth(int(sys.argv[1]))
+libc = ctypes.CDLL(None)
+libc.malloc.restype = ctypes.c_void_p
+libc.free.argtypes = [ctypes.c_void_p]
+def rss_mb():
+    return next(int(l.split()[1]) // 1024 for l in open("/proc/self/status") if l.startswith("VmRSS:"))
+libc.free(libc.malloc(16 << 20))   # glibc's own threshold rises to 16 MiB on this free
+blocks = [libc.malloc(4 << 20) for _ in range(24)]
+for b in blocks:
+    ctypes.memset(b, 1, 4 << 20)
+before = rss_mb()
+for b in blocks[:-1]:              # the last block stays, so the heap cannot shrink from its top
+    libc.free(b)
+print(capped, before - rss_mb())
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists() or platform.libc_ver()[0] != "glibc",
+                    reason="glibc on Linux")
+def test_a_capped_heap_gives_freed_blocks_back(tmp_path: Path) -> None:
+    """With glibc's own threshold 4 MiB blocks come from the heap and stay resident after free; capped at
+    1 MiB they are mmapped and leave with it: what halves the train rule's peak RSS."""
+    freed = {}
+    for mb in (0, 1):
+        out = subprocess.run([sys.executable, "-c", _HEAP_PROBE, str(mb)], check=True, capture_output=True,
+                             text=True).stdout.split()
+        freed[mb] = (out[0], int(out[1]))
+    assert freed[0][0] == "False" and freed[1][0] == "True"
+    assert freed[0][1] < 16, freed   # 92 MB freed, almost none of it returned
+    assert freed[1][1] > 80, freed   # all of it returned
 
 
 @pytest.mark.slow

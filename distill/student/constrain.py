@@ -60,6 +60,7 @@ GLUED_SUFFIXES = frozenset({"k", "K", "M", "B", "x", "bp", "bps", "bn", "mn"})
 _LEADING_ZERO = re.compile(r"(?<![\w.,:/-])-?0\d")
 _GLUED_PREFIXES = frozenset(s[:i] for s in GLUED_SUFFIXES for i in range(1, len(s) + 1))
 SENTENCE_END = re.compile(r"[.!?\n]")
+_COPY_WORD = re.compile(r" [^\W\d_]{3,}")  # a space, then three or more letters
 # How far back a token without digits can change what the matcher reads (a count noun after a word).
 _REACH = 64
 _CLOSERS = ("", ".", ")")  # a written number may end as it is, as a list marker "1." or "(1)"
@@ -78,14 +79,16 @@ class ConstrainConfig:
     numbers: bool
     tool_calls: bool
     repeats: str  # one of REPEAT_MODES
+    copy_bias: float = 0.0  # logit bonus, outside calls, for the words of the turn's tool outputs
 
     @classmethod
     def from_cfg(cls, cfg: dict) -> ConstrainConfig:
-        return cls(numbers=cfg["numbers"], tool_calls=cfg["tool_calls"], repeats=cfg["repeats"])
+        return cls(numbers=cfg["numbers"], tool_calls=cfg["tool_calls"], repeats=cfg["repeats"],
+                   copy_bias=cfg["copy_bias"])
 
     @property
     def any(self) -> bool:
-        return self.numbers or self.tool_calls or self.repeats != "off"
+        return self.numbers or self.tool_calls or self.repeats != "off" or self.copy_bias != 0
 
 
 REPEAT_MODES = ("block", "stop", "off")
@@ -157,19 +160,30 @@ class Constrainer:
         # word is complete) or end a sentence; a token ending inside a word adds neither a word nor a sentence.
         self.repeat_break = frozenset(i for i, t in enumerate(text)
                                       if not t[-1:].isalnum() or SENTENCE_END.search(t))
+        # Tokens the copy bias may favour: a word after a space (" fitted", " chronological"), never JSON's
+        # punctuation or a key glued to a quote, so favouring a tool output's words does not paste its JSON.
+        self.word = frozenset(i for i, t in enumerate(text) if _COPY_WORD.fullmatch(t))
 
     def turn(self, tool_outputs: list[str]) -> TurnConstraint:
         """The constraint of one new assistant turn of a conversation whose tools returned `tool_outputs`."""
         matcher = llguidance.LLMatcher(self._llg, self._grammar, log_level=0) if self._grammar else None
         numbers = CitableNumbers(tool_outputs) if self.config.numbers else None
-        return TurnConstraint(self, matcher, numbers)
+        return TurnConstraint(self, matcher, numbers, self._copied(tool_outputs))
+
+    def _copied(self, tool_outputs: list[str]) -> torch.Tensor | None:
+        """The word tokens of `tool_outputs`, which the copy bias favours in the turn's text (None: no bias)."""
+        if not self.config.copy_bias or not tool_outputs:
+            return None
+        ids = {i for out in tool_outputs for i in self.tokenizer(out, add_special_tokens=False)["input_ids"]}
+        return torch.tensor(sorted(ids & self.word), dtype=torch.long)
 
 
 class TurnConstraint:
     """One turn being generated: `pick` chooses the next token, `feed` records the one taken."""
 
-    def __init__(self, owner: Constrainer, matcher: Any, numbers: CitableNumbers | None) -> None:
-        self.owner, self.matcher, self.numbers = owner, matcher, numbers
+    def __init__(self, owner: Constrainer, matcher: Any, numbers: CitableNumbers | None,
+                 copied: torch.Tensor | None = None) -> None:
+        self.owner, self.matcher, self.numbers, self.copied = owner, matcher, numbers, copied
         self.ids: list[int] = []
         self.text = ""
         self._mask = llguidance.torch.allocate_token_bitmask(1, owner._llg.vocab_size) if matcher else None
@@ -188,6 +202,8 @@ class TurnConstraint:
         if self.matcher is not None:
             llguidance.torch.fill_next_token_bitmask(self.matcher, self._mask, 0)
             logits[~self._allowed(len(logits))] = float("-inf")
+        if self.copied is not None and not self.in_call:
+            logits[self.copied] += self.owner.config.copy_bias
         if self.in_call or not (self.numbers or self.owner.config.repeats != "off"):
             return int(logits.argmax())
         tried = 0
