@@ -25,6 +25,8 @@ does not match its tool's schema, or the same sentence twice (config `predict.co
   rule: the next best token is taken), or ends the turn there, cut back to its last complete sentence
   (`stop`). SmolLM2 otherwise loops "It is a daily close prices and volume (...) model" until its budget
   ends. bench/repeat_rule.py measures the held-out judge of each; config states the choice.
+* copy_bias (a soft pull, not a rule; 0 = off): in text, the word tokens of this conversation's tool outputs
+  get a logit bonus, so an answer leans on the returned document's own words. Not yet chosen by the judge.
 
 Checking is lazy: the candidates are tried in logit order and the first acceptable one is taken, which is
 the argmax of the constrained distribution. Most tokens need no check at all: a token without a digit, far
