@@ -300,21 +300,3 @@ def test_a_newline_closes_the_number_before_it(constrainer, tokenizer):
         turn.feed(token)
     newline = tokenizer("\n", add_special_tokens=False)["input_ids"][0]
     assert turn._refusal(newline, remaining=100) == "number"
-
-
-def test_the_copy_bias_favours_the_tool_outputs_words_in_text_only(tokenizer):
-    """With a bias, a word the documents hold (" held") beats a slightly likelier one they do not (" kept");
-    a JSON quote or brace from the backtest output gets nothing, and inside a call nothing is favoured."""
-    held, kept = (tokenizer(w, add_special_tokens=False)["input_ids"] for w in (" held", " kept"))
-    assert len(held) == len(kept) == 1
-    quote = tokenizer('"', add_special_tokens=False)["input_ids"][0]
-    for bias, winner in ((0.0, kept[0]), (2.0, held[0])):
-        turn = Constrainer(tokenizer, TOOLS, ConstrainConfig(numbers=True, tool_calls=True, repeats="block",
-                                                             copy_bias=bias)).turn(OUTPUTS)
-        logits = torch.zeros(len(tokenizer))
-        logits[kept[0]], logits[held[0]], logits[quote] = 5.0, 4.0, 4.5
-        assert turn.pick(logits, remaining=100) == winner
-        assert bias == 0 or quote not in turn.copied.tolist()
-    for token in tokenizer('<tool_call>{"name": "search_docs", "arguments": {"query": "', add_special_tokens=False)["input_ids"]:
-        turn.feed(token)
-    assert turn.in_call and turn.pick(logits, remaining=100) == kept[0]  # the grammar's free string, no bias

@@ -25,8 +25,6 @@ does not match its tool's schema, or the same sentence twice (config `predict.co
   rule: the next best token is taken), or ends the turn there, cut back to its last complete sentence
   (`stop`). SmolLM2 otherwise loops "It is a daily close prices and volume (...) model" until its budget
   ends. bench/repeat_rule.py measures the held-out judge of each; config states the choice.
-* copy_bias (a soft pull, not a rule; 0 = off): in text, the word tokens of this conversation's tool outputs
-  get a logit bonus, so an answer leans on the returned document's own words. Not yet chosen by the judge.
 
 Checking is lazy: the candidates are tried in logit order and the first acceptable one is taken, which is
 the argmax of the constrained distribution. Most tokens need no check at all: a token without a digit, far
@@ -62,7 +60,6 @@ GLUED_SUFFIXES = frozenset({"k", "K", "M", "B", "x", "bp", "bps", "bn", "mn"})
 _LEADING_ZERO = re.compile(r"(?<![\w.,:/-])-?0\d")
 _GLUED_PREFIXES = frozenset(s[:i] for s in GLUED_SUFFIXES for i in range(1, len(s) + 1))
 SENTENCE_END = re.compile(r"[.!?\n]")
-_COPY_WORD = re.compile(r" [^\W\d_]{3,}")  # a space, then three or more letters
 # How far back a token without digits can change what the matcher reads (a count noun after a word).
 _REACH = 64
 _CLOSERS = ("", ".", ")")  # a written number may end as it is, as a list marker "1." or "(1)"
@@ -81,16 +78,14 @@ class ConstrainConfig:
     numbers: bool
     tool_calls: bool
     repeats: str  # one of REPEAT_MODES
-    copy_bias: float = 0.0  # logit bonus, outside calls, for the words of the turn's tool outputs
 
     @classmethod
     def from_cfg(cls, cfg: dict) -> ConstrainConfig:
-        return cls(numbers=cfg["numbers"], tool_calls=cfg["tool_calls"], repeats=cfg["repeats"],
-                   copy_bias=cfg["copy_bias"])
+        return cls(numbers=cfg["numbers"], tool_calls=cfg["tool_calls"], repeats=cfg["repeats"])
 
     @property
     def any(self) -> bool:
-        return self.numbers or self.tool_calls or self.repeats != "off" or self.copy_bias != 0
+        return self.numbers or self.tool_calls or self.repeats != "off"
 
 
 REPEAT_MODES = ("block", "stop", "off")
@@ -162,30 +157,19 @@ class Constrainer:
         # word is complete) or end a sentence; a token ending inside a word adds neither a word nor a sentence.
         self.repeat_break = frozenset(i for i, t in enumerate(text)
                                       if not t[-1:].isalnum() or SENTENCE_END.search(t))
-        # Tokens the copy bias may favour: a word after a space (" fitted", " chronological"), never JSON's
-        # punctuation or a key glued to a quote, so favouring a tool output's words does not paste its JSON.
-        self.word = frozenset(i for i, t in enumerate(text) if _COPY_WORD.fullmatch(t))
 
     def turn(self, tool_outputs: list[str]) -> TurnConstraint:
         """The constraint of one new assistant turn of a conversation whose tools returned `tool_outputs`."""
         matcher = llguidance.LLMatcher(self._llg, self._grammar, log_level=0) if self._grammar else None
         numbers = CitableNumbers(tool_outputs) if self.config.numbers else None
-        return TurnConstraint(self, matcher, numbers, self._copied(tool_outputs))
-
-    def _copied(self, tool_outputs: list[str]) -> torch.Tensor | None:
-        """The word tokens of `tool_outputs`, which the copy bias favours in the turn's text (None: no bias)."""
-        if not self.config.copy_bias or not tool_outputs:
-            return None
-        ids = {i for out in tool_outputs for i in self.tokenizer(out, add_special_tokens=False)["input_ids"]}
-        return torch.tensor(sorted(ids & self.word), dtype=torch.long)
+        return TurnConstraint(self, matcher, numbers)
 
 
 class TurnConstraint:
     """One turn being generated: `pick` chooses the next token, `feed` records the one taken."""
 
-    def __init__(self, owner: Constrainer, matcher: Any, numbers: CitableNumbers | None,
-                 copied: torch.Tensor | None = None) -> None:
-        self.owner, self.matcher, self.numbers, self.copied = owner, matcher, numbers, copied
+    def __init__(self, owner: Constrainer, matcher: Any, numbers: CitableNumbers | None) -> None:
+        self.owner, self.matcher, self.numbers = owner, matcher, numbers
         self.ids: list[int] = []
         self.text = ""
         self._mask = llguidance.torch.allocate_token_bitmask(1, owner._llg.vocab_size) if matcher else None
@@ -204,8 +188,6 @@ class TurnConstraint:
         if self.matcher is not None:
             llguidance.torch.fill_next_token_bitmask(self.matcher, self._mask, 0)
             logits[~self._allowed(len(logits))] = float("-inf")
-        if self.copied is not None and not self.in_call:
-            logits[self.copied] += self.owner.config.copy_bias
         if self.in_call or not (self.numbers or self.owner.config.repeats != "off"):
             return int(logits.argmax())
         tried = 0
