@@ -18,7 +18,6 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -35,17 +34,10 @@ from distill.io import write_json  # noqa: E402
 from distill.student.base_model import cap_heap_growth  # noqa: E402
 from distill.student.train import train, train_config, training_conversations  # noqa: E402
 from distill.workbench import tools  # noqa: E402
+from children import alternating_runs, status_mb  # noqa: E402  (bench/ is on sys.path as the script's directory)
 
 OUT = Path(__file__).with_name("results") / "heap_growth.json"
 VARIANTS = {"glibc_default": 0, "mmap_threshold_1mb": 1, "mmap_threshold_2mb": 2, "mmap_threshold_4mb": 4}
-
-
-def _peak_mb() -> int:
-    """VmHWM, this process's peak resident set, in MB."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) // 1024
-    raise KeyError("VmHWM")
 
 
 def measure(split: Path, base: Path, threshold_mb: int, examples: int) -> dict:
@@ -62,7 +54,7 @@ def measure(split: Path, base: Path, threshold_mb: int, examples: int) -> dict:
     with tempfile.TemporaryDirectory() as out:
         metrics = train(train_config(cfg), base, training_conversations(train_rows, 0.0),
                         training_conversations(eval_rows, 0.0), tools.TOOLS, Path(out))
-    return {"capped": capped, "peak_rss_mb": _peak_mb(), "seconds": round(time.perf_counter() - start, 1),
+    return {"capped": capped, "peak_rss_mb": int(status_mb("VmHWM")), "seconds": round(time.perf_counter() - start, 1),
             "eval_loss": [round(e["eval_loss"], 5) for e in metrics["epochs"]]}
 
 
@@ -81,14 +73,8 @@ def main() -> int:
         if not path.exists():
             raise SystemExit(f"{path} is missing: build it first (snakemake --cores 1 results/split/train.parquet)")
     names = list(VARIANTS)
-    runs: dict[str, list[dict]] = {name: [] for name in names}
-    for i in range(args.repeats):
-        for name in (names[::-1] if i % 2 else names):  # alternate which variant goes first
-            cmd = [sys.executable, __file__, "--child", name, "--split", str(args.split), "--base", str(args.base),
-                   "--examples", str(args.examples)]
-            out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-            runs[name].append(json.loads(out.strip().splitlines()[-1]))
-            print(name, runs[name][-1], flush=True)
+    runs = alternating_runs(__file__, names, args.repeats, ["--split", str(args.split), "--base", str(args.base),
+                                                          "--examples", str(args.examples)], echo=True)
     peak = {name: max(r["peak_rss_mb"] for r in rs) for name, rs in runs.items()}
     seconds = {name: statistics.median(r["seconds"] for r in rs) for name, rs in runs.items()}
     first = names[0]

@@ -19,7 +19,6 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -33,7 +32,8 @@ from distill.io import write_json  # noqa: E402
 from distill.student.base_model import autocast, prepare_base  # noqa: E402
 from distill.student.batches import loss_sum  # noqa: E402
 from distill.student.train import _setup_model  # noqa: E402
-from gpu_qlora import rendered_examples  # noqa: E402  (bench/ is on sys.path as the script's directory)
+from children import alternating_runs, status_mb  # noqa: E402  (bench/ is on sys.path as the script's directory)
+from gpu_qlora import rendered_examples  # noqa: E402
 
 OUT = Path(__file__).with_name("results") / "train_memory.json"
 VARIANTS = ("padded", "padded_checkpointed", "padded_checkpointed_every_2")
@@ -51,14 +51,6 @@ def _enable(model, variant: str) -> None:
                                              every_n_layers=2)
 
 
-def _status_mb(field: str) -> float:
-    """A /proc/self/status figure (VmRSS now, VmHWM the peak so far) in MB."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) / 1024
-    raise KeyError(field)
-
-
 def measure(base: Path, variant: str, steps: int) -> dict:
     """One process's figures: setup RSS, peak RSS over `steps` forward+backward passes, seconds per step."""
     torch.set_num_threads(len(os.sched_getaffinity(0)))
@@ -70,7 +62,7 @@ def measure(base: Path, variant: str, steps: int) -> dict:
     model.train()
     examples, source = rendered_examples(tokenizer, default["max_seq_len"])
     batch = sorted(examples, key=lambda e: -len(e["input_ids"]))[:4]
-    setup_mb = _status_mb("VmRSS")
+    setup_mb = status_mb("VmRSS")
     seconds, losses = [], []
     for _ in range(steps):
         start = time.perf_counter()
@@ -80,7 +72,7 @@ def measure(base: Path, variant: str, steps: int) -> dict:
         model.zero_grad(set_to_none=True)
         seconds.append(time.perf_counter() - start)
         losses.append(round(loss.item() / n, 5))
-    return {"setup_rss_mb": round(setup_mb), "peak_rss_mb": round(_status_mb("VmHWM")),
+    return {"setup_rss_mb": round(setup_mb), "peak_rss_mb": round(status_mb("VmHWM")),
             "seconds_per_step": [round(s, 2) for s in seconds], "loss_per_token": losses,
             "batch_tokens": sum(len(e["input_ids"]) for e in batch), "examples": source}
 
@@ -97,12 +89,7 @@ def main() -> int:
         return 0
     if not args.base.is_dir():
         prepare_base("embedded", args.base)
-    runs: dict[str, list[dict]] = {name: [] for name in VARIANTS}
-    for i in range(args.repeats):
-        for name in (VARIANTS[::-1] if i % 2 else VARIANTS):  # alternate which variant goes first
-            cmd = [sys.executable, __file__, "--child", name, "--base", str(args.base), "--steps", str(args.steps)]
-            out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-            runs[name].append(json.loads(out.strip().splitlines()[-1]))
+    runs = alternating_runs(__file__, list(VARIANTS), args.repeats, ["--base", str(args.base), "--steps", str(args.steps)])
     peak = {name: max(r["peak_rss_mb"] for r in rs) for name, rs in runs.items()}
     step = {name: statistics.median(s for r in rs for s in r["seconds_per_step"][1:] or r["seconds_per_step"])
             for name, rs in runs.items()}

@@ -129,7 +129,7 @@ print(capped, before - rss_mb())
 
 @pytest.mark.skipif(not Path("/proc/self/status").exists() or platform.libc_ver()[0] != "glibc",
                     reason="glibc on Linux")
-def test_a_capped_heap_gives_freed_blocks_back(tmp_path: Path) -> None:
+def test_a_capped_heap_gives_freed_blocks_back() -> None:
     """With glibc's own threshold 4 MiB blocks come from the heap and stay resident after free; capped at
     1 MiB they are mmapped and leave with it: what halves the train rule's peak RSS."""
     freed = {}
