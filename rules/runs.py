@@ -35,7 +35,7 @@ STAGES = {
     "diagnostics": (("claims",), ("split",)),
     "base_model": (("student.base",), ()),
     "adapter": (("seed", "student.max_seq_len", "student.quantization", "student.dtype", "student.autocast",
-                 "student.lora", "student.train"), ("split", "base_model")),
+                 "student.malloc_mmap_threshold_mb", "student.lora", "student.train"), ("split", "base_model")),
     "baseline_predictions": (("seed", "predict", "student.quantization", "student.dtype", "student.autocast"),
                              ("split", "base_model")),
     "predictions": (("seed", "predict", "student.quantization", "student.dtype", "student.autocast"), ("adapter",)),

@@ -1,6 +1,8 @@
 """Named runs (rules/runs.py): which run owns each artifact, what a rule sees, and bad variant files."""
 from __future__ import annotations
 
+import ast
+import re
 import types
 from pathlib import Path
 
@@ -95,3 +97,37 @@ def test_shipped_variants_load(runs):
     found = runs.load_variants(ROOT, "variants")
     assert {"uncorrected", "strict_ruler", "epochs6"} <= set(found)
     assert found["uncorrected"] == {"corrections": {"file": None}}
+
+
+def _literal_reads(script: Path) -> set[tuple[str, ...]]:
+    """Every `cfg["a"]["b"]...` chain of string subscripts in `script`, outermost only, as ("a", "b", ...)."""
+    reads, inner = set(), set()
+    for node in ast.walk(ast.parse(script.read_text())):
+        if not isinstance(node, ast.Subscript) or id(node) in inner:
+            continue
+        keys, value = [], node
+        while isinstance(value, ast.Subscript) and isinstance(value.slice, ast.Constant):
+            keys.append(value.slice.value)
+            inner.add(id(value.value))
+            value = value.value
+        if isinstance(value, ast.Name) and value.id == "cfg" and keys:
+            reads.add(tuple(reversed(keys)))
+    return reads
+
+
+def test_scripts_read_only_their_stage_keys(runs):
+    """A script that reads a key its rule's params leave out fails only when the rule runs (a KeyError in a
+    whole build); this catches the literal reads without building anything."""
+    checked = 0
+    for smk in sorted((ROOT / "rules").glob("*.smk")):
+        for block in re.split(r"^(?=rule \w+:)", smk.read_text(), flags=re.M):
+            stage = re.search(r'cfg=params\("(\w+)"\)', block)
+            script = re.search(r'script:\s*\n\s*"\.\./(scripts/\w+\.py)"', block)
+            if not (stage and script):
+                continue
+            keys = [tuple(k.split(".")) for k in runs.STAGES[stage.group(1)][0]]
+            for read in _literal_reads(ROOT / script.group(1)):
+                assert any(read[:len(k)] == k or k[:len(read)] == read for k in keys), \
+                    f"{script.group(1)} reads cfg{''.join(f'[{p!r}]' for p in read)}, not in stage {stage.group(1)!r}"
+                checked += 1
+    assert checked > 20  # the walker finds the scripts' reads at all
