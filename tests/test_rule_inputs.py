@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.workflow_helpers import ROOT, copy_workflow, snakemake
+from tests.workflow_helpers import ROOT, copy_workflow, script_rules, snakemake
 
 PKG = "distill"
 # Targets whose DAG holds every rule; test_every_script_rule_is_checked fails if one is left out.
@@ -36,19 +36,6 @@ def load_sources() -> types.ModuleType:
 
 
 sources = load_sources()
-
-
-def script_rules(root: Path) -> dict[str, str]:
-    """{rule: script path relative to the workflow root} for every rule with a `script:` in rules/*.smk."""
-    found = {}
-    for smk in sorted((root / "rules").glob("*.smk")):
-        blocks = re.split(r"^(?=(?:rule|checkpoint) \w+:)", smk.read_text(), flags=re.M)
-        for block in blocks:
-            name = re.match(r"(?:rule|checkpoint) (\w+):", block)
-            script = re.search(r"^\s+script:\s*\n?\s*[\"']([^\"']+)[\"']", block, flags=re.M)
-            if name and script:
-                found[name.group(1)] = os.path.normpath(os.path.join("rules", script.group(1)))
-    return found
 
 
 def dry_run_inputs(root: Path) -> dict[str, list[set[str]]]:

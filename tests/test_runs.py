@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.workflow_helpers import rule_blocks, script_rules
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -119,15 +121,13 @@ def test_scripts_read_only_their_stage_keys(runs):
     """A script that reads a key its rule's params leave out fails only when the rule runs (a KeyError in a
     whole build); this catches the literal reads without building anything."""
     checked = 0
-    for smk in sorted((ROOT / "rules").glob("*.smk")):
-        for block in re.split(r"^(?=rule \w+:)", smk.read_text(), flags=re.M):
-            stage = re.search(r'cfg=params\("(\w+)"\)', block)
-            script = re.search(r'script:\s*\n\s*"\.\./(scripts/\w+\.py)"', block)
-            if not (stage and script):
-                continue
-            keys = [tuple(k.split(".")) for k in runs.STAGES[stage.group(1)][0]]
-            for read in _literal_reads(ROOT / script.group(1)):
-                assert any(read[:len(k)] == k or k[:len(read)] == read for k in keys), \
-                    f"{script.group(1)} reads cfg{''.join(f'[{p!r}]' for p in read)}, not in stage {stage.group(1)!r}"
-                checked += 1
+    blocks = rule_blocks(ROOT)
+    for rule, script in script_rules(ROOT).items():
+        if not (stage := re.search(r'cfg=params\("(\w+)"\)', blocks[rule])):
+            continue
+        keys = [tuple(k.split(".")) for k in runs.STAGES[stage.group(1)][0]]
+        for read in _literal_reads(ROOT / script):
+            assert any(read[:len(k)] == k or k[:len(read)] == read for k in keys), \
+                f"{script} reads cfg{''.join(f'[{p!r}]' for p in read)}, not in stage {stage.group(1)!r}"
+            checked += 1
     assert checked > 20  # the walker finds the scripts' reads at all

@@ -19,6 +19,25 @@ IGNORE = shutil.ignore_patterns(".git", ".venv", "results", ".snakemake", "__pyc
                                 ".pytest_cache", "bench")
 
 
+def rule_blocks(root: Path) -> dict[str, str]:
+    """{rule: its text} for every rule and checkpoint in rules/*.smk."""
+    blocks = {}
+    for smk in sorted((root / "rules").glob("*.smk")):
+        for block in re.split(r"^(?=(?:rule|checkpoint) \w+:)", smk.read_text(), flags=re.M):
+            if name := re.match(r"(?:rule|checkpoint) (\w+):", block):
+                blocks[name.group(1)] = block
+    return blocks
+
+
+def script_rules(root: Path) -> dict[str, str]:
+    """{rule: script path relative to the workflow root} for every rule with a `script:` in rules/*.smk."""
+    found = {}
+    for name, block in rule_blocks(root).items():
+        if script := re.search(r"^\s+script:\s*\n?\s*[\"']([^\"']+)[\"']", block, flags=re.M):
+            found[name] = os.path.normpath(os.path.join("rules", script.group(1)))
+    return found
+
+
 def copy_workflow(dest: Path, overrides: dict | None = None) -> Path:
     """Copy the workflow into `dest`; `overrides` are deep-merged into its config.yaml."""
     shutil.copytree(ROOT, dest, ignore=IGNORE)
